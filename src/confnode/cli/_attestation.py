@@ -1,0 +1,1 @@
+"""``confnode attestation serve``: the MAA-compatible attestation service."""

@@ -1,0 +1,1 @@
+"""``confnode doctor``, ``confnode device-plugin`` and ``confnode plugin probe``: the node agent."""

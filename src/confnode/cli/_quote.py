@@ -1,0 +1,1 @@
+"""``confnode quote inspect|verify``: SGX DCAP quote parsing and verification."""

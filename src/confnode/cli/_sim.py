@@ -1,0 +1,1 @@
+"""``confnode sim``, ``pccs serve``, ``collateral fetch``: the simulated platform."""

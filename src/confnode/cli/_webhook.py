@@ -1,0 +1,1 @@
+"""``confnode webhook serve``: the SGX admission webhook."""
