@@ -56,3 +56,11 @@ def test_invalid_quote_names_field_and_offset() -> None:
     assert error.message == "header at offset 0: need 48 bytes, found 10"
     assert (error.field, error.offset) == ("header", 0)
     assert isinstance(error, ValueError)
+
+
+def test_long_messages_and_markup_stay_one_literal_line() -> None:
+    message = "found [red]x[/red] " + "y" * 300
+    result = CliRunner().invoke(_app(VerificationError(message)), ["boom"])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1
+    assert lines[0].endswith(message)

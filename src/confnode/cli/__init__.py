@@ -19,6 +19,7 @@ from confnode.cli import (  # noqa: F401
     _node,
     _quote,
     _quotehelper,
+    _sample,
     _sim,
     _webhook,
 )

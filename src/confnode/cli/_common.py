@@ -8,6 +8,7 @@ from typing import Any, NoReturn
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from confnode.errors import ConfnodeError, InfrastructureError, InvalidInput, VerificationError
 
@@ -34,9 +35,12 @@ def exit_code_for(error: ConfnodeError) -> int:
 def fail(error: ConfnodeError) -> NoReturn:
     """Print one line (plus a hint line when there is one) and exit with the error's code."""
     kind = type(error).__name__
-    err_console.print(f"[bold red]error[/] ({kind}): {error.message}", markup=True, highlight=False)
+    # soft_wrap: the error stays one line however narrow the terminal (or a pipe) is.
+    err_console.print(
+        f"[bold red]error[/] ({kind}): {escape(error.message)}", highlight=False, soft_wrap=True
+    )
     if error.hint:
-        err_console.print(f"[dim]hint:[/] {error.hint}", markup=True, highlight=False)
+        err_console.print(f"[dim]hint:[/] {escape(error.hint)}", highlight=False, soft_wrap=True)
     sys.exit(exit_code_for(error))
 
 

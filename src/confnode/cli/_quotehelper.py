@@ -1,1 +1,356 @@
 """``confnode quote-helper`` and ``confnode node probe``: AESM-compatible out-of-process quoting."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
+
+import click
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from rich.table import Table
+
+from confnode.cli._common import EXIT_FAILED, console, exit_code_for, main_group, print_json
+from confnode.client import DEFAULT_SOCKET, PUB_KEY_ID_SIZE, QuoteClient
+from confnode.collateral import Collateral
+from confnode.errors import ConfnodeError, InfrastructureError, InvalidInput, VerificationError
+from confnode.pccs import CollateralClient
+from confnode.quotehelper import (
+    BACKENDS,
+    DCAP_LIBRARY,
+    AesmHandler,
+    HelperMetrics,
+    QuoteHelperServer,
+    ServerConfig,
+    make_backend,
+)
+from confnode.sim import SimPlatform
+from confnode.verify import VerifiedQuote, verify_quote
+
+_T = TypeVar("_T")
+
+
+def _octal_mode(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
+    try:
+        mode = int(value, 8)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an octal file mode such as 0666") from None
+    if not 0 <= mode <= 0o777:
+        raise click.BadParameter(f"{value!r} is outside 0000-0777")
+    return mode
+
+
+@main_group.command("quote-helper")
+@click.option(
+    "--socket",
+    "socket_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_SOCKET,
+    show_default=True,
+    help="Unix socket to serve. Clients only know the default path: mount its directory.",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(BACKENDS),
+    required=True,
+    help="sim: the simulated platform's QE; dcap: Intel's libsgx_dcap_ql (in-process).",
+)
+@click.option(
+    "--state",
+    "state_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Simulated platform state directory (sim backend; created when absent).",
+)
+@click.option(
+    "--dcap-library",
+    default=DCAP_LIBRARY,
+    show_default=True,
+    help="DCAP quote library to load (dcap backend).",
+)
+@click.option(
+    "--socket-mode",
+    default="0666",
+    show_default=True,
+    callback=_octal_mode,
+    help="Permissions of the socket file (aesmd uses 0777).",
+)
+@click.option("--socket-group", help="Group (name or gid) to own the socket file.")
+@click.option(
+    "--metrics-port", type=click.IntRange(1, 65535), help="Serve Prometheus metrics on this port."
+)
+@click.option(
+    "--metrics-address", default="0.0.0.0", show_default=True, help="Bind address for metrics."
+)
+@click.option(
+    "--request-timeout",
+    type=click.FloatRange(0.1, 14.0),
+    default=10.0,
+    show_default=True,
+    help="Seconds a request may wait for the backend (clients give up after 15).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+def quote_helper(
+    socket_path: Path,
+    backend: str,
+    state_dir: Path | None,
+    dcap_library: str,
+    socket_mode: int,
+    socket_group: str | None,
+    metrics_port: int | None,
+    metrics_address: str,
+    request_timeout: float,
+    log_level: str,
+) -> None:
+    """Serve the AESM socket protocol so unmodified SGX apps get ECDSA quotes.
+
+    Speaks aesmd's wire format byte for byte (DCAP out-of-process, Open Enclave and Gramine
+    clients work unchanged). Stops gracefully on SIGTERM/SIGINT.
+    """
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if state_dir is not None and backend != "sim":
+        raise click.UsageError("--state only applies to --backend sim")
+    quoting = make_backend(backend, state_dir=state_dir, dcap_library=dcap_library)
+    config = ServerConfig(
+        socket_path=socket_path,
+        socket_mode=socket_mode,
+        socket_group=socket_group,
+        request_timeout=request_timeout,
+    )
+    metrics = HelperMetrics()
+    server = QuoteHelperServer(AesmHandler(quoting), config, metrics)
+    http = None
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        http, _ = start_http_server(metrics_port, metrics_address, registry=metrics.registry)
+    console.print(
+        f"quote helper: serving [bold]{socket_path}[/] with the [bold]{quoting.name}[/] backend"
+        + (f", metrics on {metrics_address}:{metrics_port}" if metrics_port else ""),
+        highlight=False,
+    )
+    try:
+        asyncio.run(server.run())
+    finally:
+        if http is not None:
+            http.shutdown()
+    console.print("quote helper: stopped", highlight=False)
+
+
+# --- confnode node probe ------------------------------------------------------------------------
+
+
+def _node_group() -> click.Group:
+    """The ``node`` group, shared with other command modules: reuse it if already registered."""
+    existing = main_group.commands.get("node")
+    if isinstance(existing, click.Group):
+        return existing
+
+    @main_group.group("node")
+    def node() -> None:
+        """Node-level checks: can this node attest?"""
+
+    return node
+
+
+#: The probe enclave's MRENCLAVE: a fixed, recognisable identity (not a real measurement).
+PROBE_MR_ENCLAVE = hashlib.sha256(b"confnode node probe enclave").digest()
+
+
+class _Steps:
+    """Times each probe step and remembers which one failed."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+        self.current = ""
+
+    def run(self, name: str, action: Callable[[], _T]) -> _T:
+        self.current = name
+        started = time.perf_counter()
+        result = action()
+        self.times[name] = time.perf_counter() - started
+        return result
+
+
+def _load_certificate(path: Path) -> bytes:
+    data = path.read_bytes()
+    try:
+        if b"-----BEGIN" in data:
+            cert = x509.load_pem_x509_certificate(data)
+        else:
+            cert = x509.load_der_x509_certificate(data)
+    except ValueError as exc:
+        raise InvalidInput(f"{path} is not a PEM or DER X.509 certificate: {exc}") from exc
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def _probe(
+    steps: _Steps,
+    socket_path: Path,
+    state_dir: Path | None,
+    pccs: str | None,
+    collateral_file: Path | None,
+    trust_root: Path | None,
+    timeout: float,
+    quote_out: Path | None,
+) -> VerifiedQuote:
+    client = QuoteClient(socket_path, timeout=timeout)
+    init = steps.run(
+        "target-info", lambda: client.init_quote_ex(b_pub_key_id=True, buf_size=PUB_KEY_ID_SIZE)
+    )
+    target_info = init.target_info
+    platform = steps.run("platform", lambda: SimPlatform(state_dir=state_dir))
+    qe = platform.quoting_enclave
+    # The QE's target info is the same on every simulated platform; its key id is not.
+    if (target_info, init.pub_key_id) != (qe.target_info(), qe.pub_key_id):
+        raise InfrastructureError(
+            f"the quoting enclave behind {socket_path} is not the simulated platform "
+            f"{state_dir or '(default seed)'}: a probe enclave cannot be created for it",
+            hint="run the probe with the helper's --state; hardware (dcap) helpers need a real "
+            "enclave to probe",
+        )
+    nonce = os.urandom(32)
+    enclave = platform.enclave(mr_enclave=PROBE_MR_ENCLAVE)
+    report = steps.run(
+        "report", lambda: enclave.report(target_info, hashlib.sha256(nonce).digest())
+    )
+    quote = steps.run("quote", lambda: client.quote(report))
+    if quote_out is not None:
+        quote_out.write_bytes(quote)
+    if collateral_file is not None:
+        bundle = collateral_file
+        collateral = steps.run("collateral", lambda: Collateral.from_json(bundle.read_text()))
+    elif pccs is not None:
+        fetcher = CollateralClient(pccs)
+        collateral = steps.run("collateral", lambda: fetcher.for_quote(quote))
+    else:
+        collateral = steps.run("collateral", platform.collateral)
+    root = _load_certificate(trust_root) if trust_root else platform.root_certificate()
+    verified = steps.run(
+        "verify",
+        lambda: verify_quote(quote, collateral, at=datetime.now(UTC), trusted_root=root),
+    )
+    steps.current = "binding"
+    if verified.report_data[:32] != hashlib.sha256(nonce).digest():
+        raise VerificationError(
+            "the quote's report_data is not the probe's nonce hash: the helper returned a quote "
+            "for another REPORT",
+            step="report-data",
+        )
+    return verified
+
+
+@_node_group().command("probe")
+@click.option(
+    "--socket",
+    "socket_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_SOCKET,
+    show_default=True,
+    help="The local quote helper (or aesmd) socket.",
+)
+@click.option(
+    "--state",
+    "state_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The simulated platform state the helper serves (its --state).",
+)
+@click.option("--pccs", help="Fetch collateral from this PCS/PCCS base URL.")
+@click.option(
+    "--collateral",
+    "collateral_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Collateral bundle (dcap-qvl QuoteCollateralV3 JSON) instead of fetching.",
+)
+@click.option(
+    "--trust-root",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Root CA certificate (PEM or DER). Default: the simulated platform's root.",
+)
+@click.option("--timeout", type=float, default=15.0, show_default=True, help="Per AESM call.")
+@click.option(
+    "--quote-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the probe quote here (for `confnode quote inspect/verify`).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (also on failure).")
+def probe(
+    socket_path: Path,
+    state_dir: Path | None,
+    pccs: str | None,
+    collateral_file: Path | None,
+    trust_root: Path | None,
+    timeout: float,
+    quote_out: Path | None,
+    as_json: bool,
+) -> None:
+    """Quote a probe enclave through the local helper, fetch collateral, verify.
+
+    Exits 0 when the node produced a quote that verifies (TCB status reported), 1 when the
+    evidence fails verification or is revoked, 3 when the helper or collateral is unreachable.
+    """
+    if pccs is not None and collateral_file is not None:
+        raise click.UsageError("--pccs and --collateral are mutually exclusive")
+    steps = _Steps()
+    try:
+        verified = _probe(
+            steps, socket_path, state_dir, pccs, collateral_file, trust_root, timeout, quote_out
+        )
+    except ConfnodeError as error:
+        if not as_json:
+            raise
+        print_json(
+            {
+                "ok": False,
+                "socket": str(socket_path),
+                "failed_step": steps.current,
+                "error": error.message,
+                "error_type": type(error).__name__,
+                "steps_ms": {k: round(v * 1000, 3) for k, v in steps.times.items()},
+            }
+        )
+        sys.exit(exit_code_for(error))
+    ok = not verified.revoked
+    if as_json:
+        print_json(
+            {
+                "ok": ok,
+                "socket": str(socket_path),
+                "status": verified.status.value,
+                "advisory_ids": list(verified.advisory_ids),
+                "fmspc": verified.fmspc,
+                "trusted_root_is_intel": verified.trusted_root_is_intel,
+                "steps_ms": {k: round(v * 1000, 3) for k, v in steps.times.items()},
+                "total_ms": round(sum(steps.times.values()) * 1000, 3),
+            }
+        )
+    else:
+        table = Table(title=f"node probe via {socket_path}", title_justify="left")
+        table.add_column("Step")
+        table.add_column("Time", justify="right")
+        for name, seconds in steps.times.items():
+            table.add_row(name, f"{seconds * 1000:.1f} ms")
+        console.print(table)
+        style = "green" if verified.status.value == "UpToDate" else "yellow"
+        console.print(
+            f"TCB status: [{style}]{verified.status.value}[/]"
+            + (f" advisories {', '.join(verified.advisory_ids)}" if verified.advisory_ids else "")
+            + ("" if verified.trusted_root_is_intel else " (simulated root, not Intel's)"),
+            highlight=False,
+        )
+    if not ok:
+        sys.exit(EXIT_FAILED)

@@ -1,0 +1,185 @@
+"""The real appraiser: collateral from the PCCS client, then confnode's DCAP verifier.
+
+Trust: Intel's root always; an extra root (``--trust-root``, e.g. the simulated platform's) only
+when configured. A quote is verified against the extra root only when its own PCK chain ends in
+that root's key, and the result is then marked ``simulated`` (``x-confnode-simulated: true``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+
+from confnode.attestation._evidence import Evidence
+from confnode.collateral import Collateral, TcbStatus
+from confnode.errors import VerificationError
+from confnode.sgx import EcdsaSigData, Quote, parse_quote
+from confnode.verify import VerifiedQuote, verify_quote
+
+CollateralLookup = Callable[[Quote], Collateral]
+_DER = serialization.Encoding.DER
+_SPKI = serialization.PublicFormat.SubjectPublicKeyInfo
+
+
+#: How long a platform's collateral is reused before the collateral client is asked again.
+HOT_SECONDS = 60.0
+
+
+def _pck_pem(quote: Quote) -> bytes | None:
+    if not isinstance(quote.signature_data, EcdsaSigData):
+        return None
+    return quote.signature_data.certification.pck_chain_pem
+
+
+class RevokedPlatform(VerificationError):
+    """Genuine evidence from a platform (or PCK certificate, or CA) that Intel revoked."""
+
+    step = "revocation"
+
+
+def _spki(cert: x509.Certificate) -> bytes:
+    return cert.public_key().public_bytes(_DER, _SPKI)
+
+
+def _sha(*parts: bytes) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def collateral_hashes(quote: bytes, collateral: Collateral) -> dict[str, str]:
+    """``x-ms-sgx-collateral``: SHA-256 of the quote and of each collateral part (hex)."""
+    root_crl = (
+        collateral.root_ca_crl.public_bytes(_DER) if collateral.root_ca_crl is not None else b""
+    )
+    pck_crl = collateral.pck_crl.public_bytes(_DER) if collateral.pck_crl is not None else b""
+    return {
+        "qeidcertshash": _sha(*(c.public_bytes(_DER) for c in collateral.qe_identity_issuer_chain)),
+        "qeidcrlhash": _sha(root_crl),
+        "qeidhash": _sha(collateral.qe_identity.body),
+        "quotehash": _sha(quote),
+        "tcbinfocertshash": _sha(*(c.public_bytes(_DER) for c in collateral.tcb_info_issuer_chain)),
+        "tcbinfocrlhash": _sha(root_crl),
+        "tcbinfohash": _sha(collateral.tcb_info.body),
+        "pckcrlhash": _sha(pck_crl),
+    }
+
+
+class DcapAppraiser:
+    """Implements :class:`confnode.attestation.Appraiser` with real DCAP verification."""
+
+    def __init__(
+        self,
+        collateral_for: CollateralLookup,
+        *,
+        extra_root: bytes | None = None,
+        allow_expired_collateral: bool = False,
+    ) -> None:
+        self._collateral_for = collateral_for
+        self._extra_root = extra_root
+        self._extra_key = (
+            _spki(x509.load_der_x509_certificate(extra_root)) if extra_root is not None else None
+        )
+        self._allow_expired = allow_expired_collateral
+        self._chain_roots: OrderedDict[bytes, bool] = OrderedDict()
+        self._hashes: OrderedDict[int, tuple[Collateral, dict[str, str]]] = OrderedDict()
+        self._hot: OrderedDict[bytes, tuple[float, Collateral]] = OrderedDict()
+
+    def _uses_extra_root(self, quote: Quote) -> bool:
+        """Whether the quote's PCK chain ends in the extra root (memoised by chain bytes)."""
+        pem = _pck_pem(quote)
+        if self._extra_key is None or pem is None:
+            return False
+        hit = self._chain_roots.get(pem)
+        if hit is None:
+            try:
+                hit = _spki(x509.load_pem_x509_certificates(pem)[-1]) == self._extra_key
+            except (ValueError, UnsupportedAlgorithm):
+                hit = False  # not our root; the verifier explains what is wrong with the chain
+            self._chain_roots[pem] = hit
+            if len(self._chain_roots) > 1024:
+                self._chain_roots.popitem(last=False)
+        return hit
+
+    def _collateral_hashes(self, raw: bytes, collateral: Collateral) -> dict[str, str]:
+        cached = self._hashes.get(id(collateral))
+        if cached is None or cached[0] is not collateral:
+            base = collateral_hashes(b"", collateral)
+            cached = (collateral, base)
+            self._hashes[id(collateral)] = cached
+            if len(self._hashes) > 64:
+                self._hashes.popitem(last=False)
+        return {**cached[1], "quotehash": _sha(raw)}
+
+    def appraise_sync(
+        self, raw: bytes, collateral: Collateral, quote: Quote, now: datetime
+    ) -> Evidence:
+        simulated = self._uses_extra_root(quote)
+        verified = verify_quote(
+            quote,
+            collateral,
+            at=now,
+            trusted_root=self._extra_root if simulated else None,
+            allow_expired_collateral=self._allow_expired,
+        )
+        return self._evidence(raw, collateral, verified, simulated)
+
+    async def appraise(self, quote: bytes, *, now: datetime) -> Evidence:
+        parsed = parse_quote(quote)
+        return self.appraise_sync(quote, await self._collateral(parsed), parsed, now)
+
+    async def _collateral(self, quote: Quote) -> Collateral:
+        """Collateral for the quote's platform, asking the client at most every HOT_SECONDS.
+
+        The client may block on the network, so it runs in a thread; a thread hop per request
+        would cost more than the verification itself, hence this short-lived memo keyed by the
+        quote's PCK chain. Freshness stays the client's job (and the verifier checks expiry).
+        """
+        key = _pck_pem(quote) or b""
+        moment = time.monotonic()
+        hit = self._hot.get(key)
+        if hit is not None and hit[0] > moment:
+            return hit[1]
+        collateral = await asyncio.to_thread(self._collateral_for, quote)
+        self._hot[key] = (moment + HOT_SECONDS, collateral)
+        if len(self._hot) > 1024:
+            self._hot.popitem(last=False)
+        return collateral
+
+    def _evidence(
+        self, raw: bytes, collateral: Collateral, verified: VerifiedQuote, simulated: bool
+    ) -> Evidence:
+        if verified.status is TcbStatus.REVOKED:
+            raise RevokedPlatform(
+                f"platform is revoked ({verified.revocation or 'revoked TCB level'}); "
+                "a revoked platform is never attested"
+            )
+        enclave = verified.enclave
+        return Evidence(
+            mr_enclave=enclave.mr_enclave,
+            mr_signer=enclave.mr_signer,
+            isv_prod_id=enclave.isv_prod_id,
+            isv_svn=enclave.isv_svn,
+            debug=enclave.debug,
+            report_data=verified.report_data,
+            tcb_status=verified.status.value,
+            advisory_ids=verified.advisory_ids,
+            collateral_expired=verified.collateral_expired,
+            simulated=simulated or not verified.trusted_root_is_intel,
+            config_id=enclave.config_id,
+            config_svn=enclave.config_svn,
+            isv_ext_prod_id=enclave.isv_ext_prod_id,
+            isv_family_id=enclave.isv_family_id,
+            tcb_date=verified.tcb_date,
+            fmspc=verified.fmspc,
+            collateral_hashes=self._collateral_hashes(raw, collateral),
+        )

@@ -1,0 +1,178 @@
+"""Building the service from its settings and running it on uvicorn (one or several workers).
+
+Several workers need an import string, so the settings travel to the worker processes as JSON in
+the ``CONFNODE_ATTESTATION_SETTINGS`` environment variable and :func:`app_from_env` rebuilds the
+service there. The signing key is created once, in the parent, before workers start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import uvicorn
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from starlette.applications import Starlette
+
+from confnode._https import ReloadingTLS, serve, uvicorn_config
+from confnode.attestation._app import DEFAULT_MAX_BODY, AttestationService
+from confnode.attestation._dcap import DcapAppraiser
+from confnode.attestation._keys import KeyStore
+from confnode.attestation._policies import PolicyStore
+from confnode.collateral import Collateral
+from confnode.errors import InvalidCollateral, InvalidInput
+from confnode.pccs import CollateralClient
+from confnode.sgx import Quote
+from confnode.tokens import KeyDirectory, ReloadingKeyRing
+
+ENV_SETTINGS = "CONFNODE_ATTESTATION_SETTINGS"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    signing_key_dir: str
+    host: str = "127.0.0.1"
+    port: int = 8443
+    issuer: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    insecure_http: bool = False
+    pccs_url: str | None = None
+    collateral_dir: str | None = None
+    trust_root: str | None = None
+    keys_dir: str | None = None
+    policy_file: str | None = None
+    policy_signers: tuple[str, ...] = field(default_factory=tuple)
+    max_body: int = DEFAULT_MAX_BODY
+    workers: int = 1
+    allow_expired_collateral: bool = False
+
+    def __post_init__(self) -> None:
+        if self.insecure_http and (self.tls_cert or self.tls_key):
+            raise InvalidInput("--insecure-http cannot be combined with --tls-cert/--tls-key")
+        if not self.insecure_http and not (self.tls_cert and self.tls_key):
+            raise InvalidInput(
+                "HTTPS needs --tls-cert and --tls-key",
+                hint="pass both, or --insecure-http for plain HTTP on a trusted network",
+            )
+        if self.pccs_url is None and self.collateral_dir is None:
+            raise InvalidInput(
+                "no collateral source", hint="pass --pccs-url URL and/or --collateral-dir DIR"
+            )
+
+    @property
+    def public_url(self) -> str:
+        if self.issuer:
+            return self.issuer.rstrip("/")
+        scheme = "http" if self.insecure_http else "https"
+        return f"{scheme}://{self.host}:{self.port}"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Settings:
+        doc = json.loads(text)
+        doc["policy_signers"] = tuple(doc.get("policy_signers", ()))
+        return cls(**doc)
+
+
+def load_certificate(path: str | Path) -> x509.Certificate:
+    """A certificate from a PEM or DER file."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise InvalidInput(f"cannot read certificate {path}: {error}") from error
+    try:
+        if b"-----BEGIN" in data:
+            return x509.load_pem_x509_certificate(data)
+        return x509.load_der_x509_certificate(data)
+    except ValueError as error:
+        raise InvalidInput(f"{path} is not a PEM or DER certificate: {error}") from error
+
+
+def collateral_client(settings: Settings) -> CollateralClient:
+    """PCCS client; ``--collateral-dir`` is its cache, and offline bundles in it are loaded."""
+    if settings.pccs_url is not None:
+        return CollateralClient(settings.pccs_url, cache_dir=settings.collateral_dir)
+    client = CollateralClient(None, offline=True)
+    assert settings.collateral_dir is not None  # checked in Settings
+    directory = Path(settings.collateral_dir)
+    if not directory.is_dir():
+        raise InvalidInput(f"collateral directory {directory} does not exist")
+    for bundle in sorted(directory.glob("*.json")):
+        try:
+            client.add(Collateral.from_json(bundle.read_text()))
+        except (OSError, InvalidCollateral) as error:
+            raise InvalidInput(f"offline collateral bundle {bundle}: {error}") from error
+    return client
+
+
+def build_service(settings: Settings, now: datetime | None = None) -> AttestationService:
+    moment = now or datetime.now(UTC)
+    issuer = settings.public_url
+    source = ReloadingKeyRing(KeyDirectory(settings.signing_key_dir), issuer, moment)
+    client = collateral_client(settings)
+
+    def lookup(quote: Quote) -> Collateral:
+        return client.for_quote(quote)
+
+    extra_root = (
+        load_certificate(settings.trust_root).public_bytes(Encoding.DER)
+        if settings.trust_root
+        else None
+    )
+    appraiser = DcapAppraiser(
+        lookup,
+        extra_root=extra_root,
+        allow_expired_collateral=settings.allow_expired_collateral,
+    )
+    return AttestationService(
+        appraiser=appraiser,
+        ring=source.current(moment),
+        ring_source=source,
+        issuer=issuer,
+        policies=PolicyStore(Path(settings.policy_file) if settings.policy_file else None),
+        keys=KeyStore(Path(settings.keys_dir) if settings.keys_dir else None, issuer),
+        signers=tuple(load_certificate(p) for p in settings.policy_signers),
+        max_body=settings.max_body,
+    )
+
+
+def app_from_env() -> Starlette:
+    """uvicorn factory for worker processes (settings from :data:`ENV_SETTINGS`)."""
+    text = os.environ.get(ENV_SETTINGS)
+    if not text:
+        raise InvalidInput(f"{ENV_SETTINGS} is not set")
+    return build_service(Settings.from_json(text)).app()
+
+
+def run(settings: Settings) -> None:
+    """Serve until interrupted."""
+    service = build_service(settings)  # also creates the signing key before any worker starts
+    if settings.workers > 1:
+        os.environ[ENV_SETTINGS] = settings.to_json()
+        uvicorn.run(
+            "confnode.attestation._server:app_from_env",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            ssl_certfile=settings.tls_cert,
+            ssl_keyfile=settings.tls_key,
+            log_level="warning",
+            access_log=False,
+        )
+        return
+    tls = (
+        None
+        if settings.insecure_http
+        else ReloadingTLS(settings.tls_cert or "", settings.tls_key or "")
+    )
+    config = uvicorn_config(service.app(), host=settings.host, port=settings.port, tls=tls)
+    asyncio.run(serve(config, tls))

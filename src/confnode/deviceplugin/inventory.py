@@ -1,0 +1,75 @@
+"""From :mod:`confnode.platform` detection to the plugin's :class:`SgxNode`, plus driver health."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Protocol
+
+from confnode.deviceplugin.errors import DevicePluginError
+from confnode.deviceplugin.model import SgxNode
+from confnode.platform import HostRoots, SgxPlatform, cpuid_source_for, detect
+
+__all__ = [
+    "AlwaysPresent",
+    "DevicePathsProbe",
+    "DriverProbe",
+    "detect_node",
+    "node_from_platform",
+]
+
+
+class DriverProbe(Protocol):
+    """Answers "are the SGX device nodes still there?"; polled to drive device health."""
+
+    def present(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DevicePathsProbe:
+    """Healthy while any of the host's enclave device nodes exists (seen through ``roots``)."""
+
+    roots: HostRoots
+    paths: tuple[str, ...]
+
+    def present(self) -> bool:
+        return any(os.path.exists(self.roots.dev_path(path)) for path in self.paths)
+
+
+@dataclass(frozen=True, slots=True)
+class AlwaysPresent:
+    """Simulation has no driver that could disappear."""
+
+    def present(self) -> bool:
+        return True
+
+
+def node_from_platform(platform: SgxPlatform) -> SgxNode:
+    """The plugin's view of a detected host; refuses hosts that cannot run enclaves."""
+    if not platform.enclave_devices:
+        raise DevicePluginError(
+            f"no SGX enclave device node found (driver: {platform.driver})",
+            hint="run `confnode doctor` on the node, or use --sim-epc for a simulated node",
+        )
+    if platform.epc_total <= 0:
+        raise DevicePluginError(
+            "SGX device nodes exist but no EPC was found in sysfs or CPUID leaf 0x12",
+            hint="run `confnode doctor`; SGX may be disabled in the BIOS/hypervisor",
+        )
+    return SgxNode.from_numa_map(
+        platform.epc_by_numa or {0: platform.epc_total},
+        platform.enclave_devices,
+        platform.provision_devices,
+    )
+
+
+def detect_node(roots: HostRoots, cpuid_mode: str = "auto") -> tuple[SgxNode, DriverProbe]:
+    """Detect the live (or mounted) host and pair it with a probe of its device nodes.
+
+    ``cpuid_mode`` as ``confnode doctor --cpuid``: ``auto``, ``native``, ``driver`` or ``none``.
+    """
+    native = {"auto": None, "native": True, "driver": False}.get(cpuid_mode)
+    cpuid = None if cpuid_mode == "none" else cpuid_source_for(roots, native=native)
+    platform = detect(roots, cpuid, aesm_socket=None)
+    node = node_from_platform(platform)
+    return node, DevicePathsProbe(roots, node.enclave_devices)

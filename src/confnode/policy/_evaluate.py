@@ -1,0 +1,283 @@
+"""Evaluation of a parsed claim-rule policy over an incoming claim set.
+
+Semantics (MAA's, made explicit):
+
+* A condition is true when at least one claim satisfies all of its predicates; ``![...]`` is true
+  when none does. ``c:[...]`` binds each satisfying claim in turn, so a rule fires once per
+  combination of bound claims (capped at :data:`MAX_FIRINGS`).
+* Comparisons are type-strict: a string never equals an integer, a boolean is not an integer, and
+  ``< <= > >=`` hold only between integers. A comparison across types is false.
+* Configuration rules run first, then authorization rules, then issuance rules. Claims added with
+  ``add``/``issue``/``issueproperty`` join the incoming set for the rules that follow.
+* Authorization: a ``deny()`` that fires ends evaluation with a denial; otherwise the request is
+  permitted only if at least one ``permit()`` fired. Issuance rules run only when permitted.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from confnode.policy._ast import (
+    Action,
+    ClaimRef,
+    ClaimValue,
+    Condition,
+    Constant,
+    Expr,
+    Operator,
+    Policy,
+    Predicate,
+    Rule,
+    SectionName,
+)
+
+#: Issuer of the claims the service derives from the evidence.
+SERVICE_ISSUER = "AttestationService"
+#: Issuer of the claims a policy adds or issues.
+POLICY_ISSUER = "AttestationPolicy"
+#: Upper bound on how often one rule may fire (combinations of bound claims).
+MAX_FIRINGS = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    type: str
+    value: ClaimValue
+    issuer: str = SERVICE_ISSUER
+
+
+@dataclass(frozen=True, slots=True)
+class RuleTrace:
+    """What one rule did, for the rule-by-rule explanation."""
+
+    section: SectionName
+    index: int  # 1-based within its section
+    line: int
+    rule: str
+    matched: bool
+    effect: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "section": self.section,
+            "rule": self.index,
+            "line": self.line,
+            "text": self.rule,
+            "matched": self.matched,
+            "effect": self.effect,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    permitted: bool
+    issued: tuple[Claim, ...]
+    properties: tuple[Claim, ...]
+    trace: tuple[RuleTrace, ...]
+    #: The ``deny()`` that fired, or the first ``permit()`` that fired; None when nothing fired.
+    deciding_rule: RuleTrace | None
+
+    def explain(self) -> str:
+        """One line saying why the request was permitted or denied."""
+        rule = self.deciding_rule
+        if self.permitted and rule is not None:
+            return f"permitted by authorizationrules rule {rule.index} (line {rule.line})"
+        if rule is not None:
+            return f"denied by authorizationrules rule {rule.index} (line {rule.line}): {rule.rule}"
+        return "denied: no authorization rule permitted the request"
+
+    def issued_json(self) -> dict[str, Any]:
+        """Issued claims as JSON token claims; a type issued with several values becomes a list."""
+        out: dict[str, Any] = {}
+        for claim in self.issued:
+            if claim.type not in out:
+                out[claim.type] = claim.value
+                continue
+            current = out[claim.type]
+            values = current if isinstance(current, list) else [current]
+            if not any(_same(v, claim.value) for v in values):
+                values.append(claim.value)
+            out[claim.type] = values
+        return out
+
+
+def claims_from_mapping(values: Mapping[str, Any], issuer: str = SERVICE_ISSUER) -> list[Claim]:
+    """Incoming claims from a JSON-like mapping; lists become one claim per element.
+
+    Values that are not strings, integers or booleans (objects, null) are not claims the language
+    can compare, so they are left out.
+    """
+    out: list[Claim] = []
+    for name, value in values.items():
+        items = value if isinstance(value, list) else [value]
+        out.extend(Claim(name, item, issuer) for item in items if isinstance(item, str | int))
+    return out
+
+
+class _ClaimSet:
+    """The growing incoming claim set, indexed by claim type for ``type==`` conditions."""
+
+    __slots__ = ("all", "by_type")
+
+    def __init__(self, claims: Iterable[Claim]) -> None:
+        self.all: list[Claim] = []
+        self.by_type: dict[str, list[Claim]] = {}
+        for claim in claims:
+            self.append(claim)
+
+    def append(self, claim: Claim) -> None:
+        self.all.append(claim)
+        self.by_type.setdefault(claim.type, []).append(claim)
+
+    def candidates(self, condition: Condition) -> tuple[Claim, ...] | list[Claim]:
+        if condition.claim_type is None:
+            return self.all
+        return self.by_type.get(condition.claim_type, ())
+
+
+def evaluate_policy(policy: Policy, claims: Iterable[Claim]) -> Evaluation:
+    """Run ``policy`` over ``claims``; pure and deterministic."""
+    incoming = _ClaimSet(claims)
+    trace: list[RuleTrace] = []
+    properties: list[Claim] = []
+    issued: list[Claim] = []
+
+    for index, rule in enumerate(policy.configuration_rules, 1):
+        trace.append(_run(rule, "configurationrules", index, incoming, issued, properties)[0])
+
+    deciding: RuleTrace | None = None
+    denied = False
+    for index, rule in enumerate(policy.authorization_rules, 1):
+        entry, fired = _run(rule, "authorizationrules", index, incoming, issued, properties)
+        trace.append(entry)
+        if fired and rule.action.verb == "deny":
+            deciding, denied = entry, True
+            break
+        if fired and rule.action.verb == "permit" and deciding is None:
+            deciding = entry
+    permitted = not denied and deciding is not None
+
+    if permitted:
+        for index, rule in enumerate(policy.issuance_rules, 1):
+            trace.append(_run(rule, "issuancerules", index, incoming, issued, properties)[0])
+    return Evaluation(permitted, tuple(issued), tuple(properties), tuple(trace), deciding)
+
+
+def _run(
+    rule: Rule,
+    section: SectionName,
+    index: int,
+    incoming: _ClaimSet,
+    issued: list[Claim],
+    properties: list[Claim],
+) -> tuple[RuleTrace, bool]:
+    reached = [0]
+    firings = list(
+        itertools.islice(_assignments(rule.conditions, incoming, {}, 0, reached), MAX_FIRINGS)
+    )
+    text = rule.text
+    if not firings:
+        failed = rule.conditions[reached[0]] if reached[0] < len(rule.conditions) else None
+        why = f"condition {reached[0] + 1} {failed.text} " if failed else ""
+        effect = f"not matched: {why}was not satisfied".replace("  ", " ")
+        return RuleTrace(section, index, rule.line, text, False, effect), False
+
+    action = rule.action
+    if action.verb in ("permit", "deny"):
+        return RuleTrace(section, index, rule.line, text, True, f"{action.verb}()"), True
+    produced: list[Claim] = []
+    for env in firings:
+        claim = _produce(action, env)
+        if claim not in produced:
+            produced.append(claim)
+    for claim in produced:
+        incoming.append(claim)
+        if action.verb == "issue":
+            issued.append(claim)
+        elif action.verb == "issueproperty":
+            properties.append(claim)
+    listed = ", ".join(f"{c.type}={_render(c.value)}" for c in produced)
+    return RuleTrace(section, index, rule.line, text, True, f"{action.verb} {listed}"), True
+
+
+def _assignments(
+    conditions: tuple[Condition, ...],
+    claims: _ClaimSet,
+    env: dict[str, Claim],
+    i: int,
+    reached: list[int],
+) -> Iterator[dict[str, Claim]]:
+    reached[0] = max(reached[0], i)
+    if i == len(conditions):
+        yield env
+        return
+    condition = conditions[i]
+    # Firings are collected before the action runs, so the claim set cannot change under us.
+    matches = (
+        c
+        for c in claims.candidates(condition)
+        if all(_holds(p, c, env) for p in condition.predicates)
+    )
+    if condition.negated:
+        if next(matches, None) is None:
+            yield from _assignments(conditions, claims, env, i + 1, reached)
+        return
+    for claim in matches:
+        bound = {**env, condition.binding: claim} if condition.binding else env
+        yield from _assignments(conditions, claims, bound, i + 1, reached)
+
+
+def _holds(predicate: Predicate, claim: Claim, env: Mapping[str, Claim]) -> bool:
+    actual: ClaimValue = getattr(claim, predicate.prop)
+    return _compare(actual, predicate.op, _resolve(predicate.operand, env))
+
+
+def _resolve(expr: Expr, env: Mapping[str, Claim]) -> ClaimValue:
+    if isinstance(expr, Constant):
+        return expr.value
+    ref: ClaimRef = expr
+    value: ClaimValue = getattr(env[ref.name], ref.prop)
+    return value
+
+
+def _produce(action: Action, env: Mapping[str, Claim]) -> Claim:
+    if action.claim is not None:
+        source = env[action.claim]
+        return Claim(source.type, source.value, POLICY_ISSUER)
+    assert action.type is not None and action.value is not None  # guaranteed by the parser
+    claim_type = _resolve(action.type, env)
+    return Claim(str(claim_type), _resolve(action.value, env), POLICY_ISSUER)
+
+
+def _kind(value: ClaimValue) -> type:
+    return bool if isinstance(value, bool) else int if isinstance(value, int) else str
+
+
+def _same(a: ClaimValue, b: ClaimValue) -> bool:
+    return _kind(a) is _kind(b) and a == b
+
+
+def _compare(actual: ClaimValue, op: Operator, expected: ClaimValue) -> bool:
+    if _kind(actual) is not _kind(expected):
+        return False
+    if op == "==":
+        return actual == expected
+    if op == "!=":
+        return actual != expected
+    if not isinstance(actual, int) or isinstance(actual, bool):
+        return False
+    assert isinstance(expected, int)
+    if op == "<":
+        return actual < expected
+    if op == "<=":
+        return actual <= expected
+    if op == ">":
+        return actual > expected
+    return actual >= expected
+
+
+def _render(value: ClaimValue) -> str:
+    return Constant(value, 0, 0).render()

@@ -1,0 +1,228 @@
+"""Certificate chains to the pinned root: the quote's PCK chain and the collateral issuer chains.
+
+The checks follow QVL (``PckCertVerifier``, ``CommonVerifier``): fixed chain length, CN rules,
+each certificate signed by the next, the root self-signed with exactly the pinned key. Validity
+periods are not checked here: QVL does not look at ``notBefore`` and treats ``notAfter`` as
+collateral expiry (non-fatal), so each result carries its earliest ``notAfter`` instead.
+Results depend only on the certificate bytes and the root key, which makes them cacheable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from confnode.errors import VerificationError
+from confnode.verify._crypto import key_point
+from confnode.verify._errors import UntrustedRoot
+from confnode.verify._root import INTEL_SGX_ROOT_CA_PUBLIC_KEY
+
+__all__ = [
+    "LruCache",
+    "ThreeCertChain",
+    "TwoCertChain",
+    "check_three",
+    "check_two",
+    "common_name",
+    "root_name",
+]
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+_CERT_ERRORS = (ValueError, TypeError, UnsupportedAlgorithm)
+
+
+class LruCache(Generic[_K, _V]):
+    """A small thread-safe LRU map; bounded so hostile inputs cannot grow it."""
+
+    __slots__ = ("_data", "_lock", "maxsize")
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._data: OrderedDict[_K, _V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: _K) -> _V | None:
+        with self._lock:
+            value = self._data.get(key)
+            if value is not None:
+                self._data.move_to_end(key)
+            return value
+
+    def put(self, key: _K, value: _V) -> None:
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.maxsize:
+                self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+def common_name(cert: x509.Certificate) -> str:
+    """The subject CN (empty when absent), for the QVL CN rules."""
+    try:
+        attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    except ValueError:
+        return ""
+    return " ".join(str(a.value) for a in attrs)
+
+
+def _fingerprint(key: bytes) -> str:
+    return hashlib.sha256(key).hexdigest()[:16]
+
+
+def root_name(root_key: bytes) -> str:
+    if root_key == INTEL_SGX_ROOT_CA_PUBLIC_KEY:
+        return "the pinned Intel SGX Root CA key"
+    return f"the trusted root key (SHA-256 {_fingerprint(root_key)}…)"
+
+
+@dataclass(frozen=True, slots=True)
+class TwoCertChain:
+    """A verified ``leaf → root`` chain (TCB Signing or PCK CRL issuer chain)."""
+
+    leaf: x509.Certificate
+    leaf_key: ec.EllipticCurvePublicKey
+    root: x509.Certificate
+    not_after: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ThreeCertChain:
+    """A verified ``leaf → intermediate → root`` chain (the quote's PCK chain)."""
+
+    leaf: x509.Certificate
+    leaf_key: ec.EllipticCurvePublicKey
+    intermediate: x509.Certificate
+    root: x509.Certificate
+    not_after: datetime
+
+
+def _check_root(
+    cert: x509.Certificate, root_key: bytes, error: type[VerificationError], what: str
+) -> None:
+    try:
+        found = key_point(cert.public_key())
+    except _CERT_ERRORS as exc:
+        raise error(f"{what}: root certificate key unreadable ({exc}); expected P-256") from None
+    if found != root_key:
+        shown = _fingerprint(found) if found else "not a P-256 key"
+        raise UntrustedRoot(
+            f"{what}: root certificate key (SHA-256 {shown}…) is not {root_name(root_key)}"
+        )
+    cn = common_name(cert)
+    if "SGX Root CA" not in cn:
+        raise error(f"{what}: root CN is {cn!r}; expected a CN containing 'SGX Root CA'")
+    _check_issued_by(cert, cert, error, what, "root", "root's own")
+
+
+def _check_issued_by(
+    child: x509.Certificate,
+    issuer: x509.Certificate,
+    error: type[VerificationError],
+    what: str,
+    child_name: str,
+    issuer_name: str,
+) -> None:
+    try:
+        child.verify_directly_issued_by(issuer)
+    except InvalidSignature:
+        raise error(
+            f"{what}: {child_name} certificate signature does not verify with the "
+            f"{issuer_name} key; expected a valid signature by it"
+        ) from None
+    except _CERT_ERRORS as exc:
+        raise error(
+            f"{what}: {child_name} certificate issuer {child.issuer.rfc4514_string()!r} is "
+            f"not the subject {issuer.subject.rfc4514_string()!r} of the {issuer_name} "
+            f"certificate ({exc}); expected a certificate issued by it"
+        ) from None
+
+
+def _ec_key(
+    cert: x509.Certificate, error: type[VerificationError], what: str
+) -> ec.EllipticCurvePublicKey:
+    try:
+        key = cert.public_key()
+    except _CERT_ERRORS as exc:
+        raise error(f"{what}: leaf key unreadable ({exc}); expected an ECDSA P-256 key") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+        raise error(f"{what}: leaf key is {type(key).__name__}; expected an ECDSA P-256 key")
+    return key
+
+
+def _not_after(certs: Sequence[x509.Certificate]) -> datetime:
+    return min(c.not_valid_after_utc for c in certs)
+
+
+def check_two(
+    certs: Sequence[x509.Certificate],
+    root_key: bytes,
+    *,
+    what: str,
+    leaf_cn: str,
+    error: type[VerificationError],
+) -> TwoCertChain:
+    """Verify ``leaf → root`` (TCB Signing chain, PCK CRL issuer chain): exactly 2 certificates."""
+    if len(certs) != 2:
+        raise error(f"{what}: {len(certs)} certificates; expected exactly 2 (leaf, root)")
+    leaf, root = certs
+    try:
+        _check_root(root, root_key, error, what)
+        _check_cn(leaf, leaf_cn, error, what, "leaf")
+        _check_issued_by(leaf, root, error, what, "leaf", "root")
+        return TwoCertChain(leaf, _ec_key(leaf, error, what), root, _not_after(certs))
+    except _CERT_ERRORS as exc:  # a certificate field cryptography cannot decode
+        raise error(f"{what}: malformed certificate ({exc})") from None
+
+
+def check_three(
+    certs: Sequence[x509.Certificate],
+    root_key: bytes,
+    *,
+    what: str,
+    leaf_cn: str,
+    error: type[VerificationError],
+) -> ThreeCertChain:
+    """Verify ``leaf → intermediate CA → root`` (the PCK chain): exactly 3 certificates."""
+    if len(certs) != 3:
+        raise error(
+            f"{what}: {len(certs)} certificates; expected exactly 3 (PCK, intermediate CA, root)"
+        )
+    leaf, intermediate, root = certs
+    try:
+        _check_root(root, root_key, error, what)
+        _check_cn(intermediate, "CA", error, what, "intermediate")
+        _check_issued_by(intermediate, root, error, what, "intermediate", "root")
+        _check_cn(leaf, leaf_cn, error, what, "leaf")
+        _check_issued_by(leaf, intermediate, error, what, "leaf", "intermediate")
+        key = _ec_key(leaf, error, what)
+        return ThreeCertChain(leaf, key, intermediate, root, _not_after(certs))
+    except _CERT_ERRORS as exc:
+        raise error(f"{what}: malformed certificate ({exc})") from None
+
+
+def _check_cn(
+    cert: x509.Certificate,
+    needle: str,
+    error: type[VerificationError],
+    what: str,
+    role: str,
+) -> None:
+    cn = common_name(cert)
+    if needle not in cn:
+        raise error(f"{what}: {role} CN is {cn!r}; expected a CN containing {needle!r}")

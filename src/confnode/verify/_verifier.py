@@ -1,0 +1,465 @@
+"""Intel-QVL-equivalent verification of SGX DCAP quotes (v3, ECDSA P-256, PCK chain inside).
+
+The checklist mirrors Intel QVL/QvE (``sgx-dcap.md`` §3; QVL requirement tags in brackets). Each
+step is coded under its number below and fails with its own
+:class:`~confnode.errors.VerificationError` subclass (``.step`` names it). "Expiry" is never a
+failure on its own: it is folded into ``collateral_expired`` (step 24), as QvE does.
+
+A. Quote structure
+   1. Version 3, ECDSA-P256 attestation key, Intel QE vendor id, TEE type SGX (TDX: not supported
+      yet).                                                                 QuoteFormatUnsupported
+   2. Sizes consistent and consumed exactly: :func:`confnode.sgx.parse_quote` (InvalidQuote).
+   3. Certification data type 5 (PCK chain); type 3 needs the PCK certificate fetched from
+      PCS/PCCS ``/pckcert`` first.                                   CertificationDataUnsupported
+B. PCK chain to the pinned root                               (cached per chain bytes + root key)
+   4. PEM chain of exactly 3 certificates.                                        PckChainInvalid
+   5. Root: public key == pinned key (Intel's unless ``trusted_root``), CN "SGX Root CA",
+      self-signed.                                                   UntrustedRoot / PckChainInvalid
+   6. Intermediate CN contains "CA", signed by the root; leaf CN "SGX PCK Certificate", signed
+      by the intermediate [4.1.2.4.4].                                            PckChainInvalid
+   7. notAfter of each certificate → earliest expiration (non-fatal, step 24; QVL ignores
+      notBefore).
+   8. SGX extension: FMSPC, PCE-ID, component SVNs, PCESVN, SGX type.          PckExtensionInvalid
+C. CRLs                                            (signatures once per bundle, lookups per quote)
+   9. Root CA CRL signed by the root, PCK CRL signed by its issuer chain's CA, issuer CNs contain
+      "CA"; PCK CRL issuer == PCK leaf issuer and the same CA key [4.1.2.4.6]. A missing CRL
+      fails unless ``insecure_skip_crl`` (then ``crl_checked=False``).   CrlInvalid / CrlMissing
+  10. Revocation: PCK leaf in the PCK CRL, intermediate or TCB Signing certificate in the Root
+      CA CRL → status ``Revoked`` (a verdict, see :class:`VerifiedQuote`).
+  11. CRL nextUpdate → earliest expiration (non-fatal, step 24).
+  12. PCK CRL issuer chain: exactly 2 (CA, root), verified as in 5–6.              CrlInvalid
+D. TCB Info and QE Identity                                                   (once per bundle)
+  13. Issuer chains: exactly 2, leaf CN "SGX TCB Signing", signed by the pinned root.
+                                                                             SigningChainInvalid
+  14. Signatures over the exact signed bytes.                         CollateralSignatureInvalid
+  15. TCB Info version 2/3 with id SGX; QE Identity "QE" version 2.  CollateralVersionUnsupported
+  16. issueDate / thisUpdate after ``at`` → rejected (QVL accepts; dcap-qvl and oasis reject:
+      either the clock or the collateral is wrong). nextUpdate → step 24.  CollateralNotYetValid
+E. Quote-internal checks (QVL ``QuoteVerifier::verify`` order)
+  17. PCK FMSPC and PCE-ID == TCB Info fmspc / pceId [4.1.2.4.10].             CollateralMismatch
+  18. QE report signed by the PCK key [4.1.2.4.12].                     QeReportSignatureInvalid
+  19. QE report_data == SHA-256(attestation key ‖ QE auth data) ‖ 32 zero bytes [4.1.2.4.13;
+      the zero tail is stricter than QVL].                                   QeReportDataMismatch
+  20. QE report vs QE Identity: miscselect (little-endian uint32) and attributes under their
+      masks, MRSIGNER, ISVPRODID [4.1.2.4.14] → QeIdentityMismatch; QE TCB level: first level in
+      document order with isvsvn ≤ the QE's ISVSVN [4.1.2.4.15] → QeTcbLevelNotFound if none.
+  21. Quote signature by the attestation key over header ‖ body [4.1.2.4.16].
+                                                                          QuoteSignatureInvalid
+F. Verdict
+  22. Platform TCB level: TCB levels sorted descending (component SVNs, then PCESVN), first level
+      the PCK certificate's SVNs and PCESVN all reach [4.1.2.4.17].          TcbLevelNotFound
+  23. Converge platform and QE status (QVL ``convergeTcbStatusWithQeTcbStatus``); advisory IDs =
+      platform level's ∪ QE level's.
+  24. Collateral expiry: earliest expiration ≤ ``at`` → ``collateral_expired``; raised unless
+      ``allow_expired_collateral``.                                         CollateralExpired
+
+Reuse: steps 9–16 that involve only the bundle are computed once per ``Collateral`` object and
+root key (:mod:`confnode.verify._collateral`); steps 4–8 once per distinct PCK chain; the QE
+report signature (step 18) once per distinct (PCK key, QE report, signature) — all three are
+pure functions of the bytes they are keyed by. Everything that reads the quote or ``at`` runs on
+every call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import operator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from confnode.collateral import Collateral, QeTcbLevel, TcbLevel, TcbStatus
+from confnode.errors import InvalidInput, InvalidQuote
+from confnode.sgx.pck import PckExtension, parse_pck_extension
+from confnode.sgx.quote import (
+    EcdsaSigData,
+    Quote,
+    parse_quote,
+)
+from confnode.sgx.structs import INTEL_QE_VENDOR_ID, EnclaveReportBody
+from confnode.verify._chain import LruCache, ThreeCertChain, check_three
+from confnode.verify._collateral import PreparedCollateral, prepared_for
+from confnode.verify._crypto import key_point, load_raw_key, verify_raw_signature
+from confnode.verify._errors import (
+    CertificationDataUnsupported,
+    CollateralExpired,
+    CollateralMismatch,
+    CollateralNotYetValid,
+    CrlInvalid,
+    CrlMissing,
+    PckChainInvalid,
+    PckExtensionInvalid,
+    QeIdentityMismatch,
+    QeReportDataMismatch,
+    QeReportSignatureInvalid,
+    QeTcbLevelNotFound,
+    QuoteFormatUnsupported,
+    QuoteSignatureInvalid,
+    TcbLevelNotFound,
+)
+from confnode.verify._result import VerifiedEnclave, VerifiedQuote
+from confnode.verify._root import INTEL_SGX_ROOT_CA_PUBLIC_KEY, root_key_from_certificate
+
+__all__ = ["clear_quote_caches", "verify_quote"]
+
+
+@dataclass(frozen=True, slots=True)
+class _PckChain:
+    """Steps 4–8 for one chain: the verified certificates and what later steps read from them."""
+
+    chain: ThreeCertChain
+    extension: PckExtension
+    leaf_key_point: bytes
+    leaf_issuer: bytes
+    leaf_serial: int
+    intermediate_serial: int
+    intermediate_key_point: bytes
+
+
+_PCK_CHAINS: LruCache[tuple[bytes, bytes], _PckChain] = LruCache(256)
+_QE_REPORT_SIGNATURES: LruCache[tuple[bytes, bytes, bytes], bool] = LruCache(1024)
+_ROOT_KEYS: LruCache[bytes, bytes] = LruCache(16)
+#: Attestation keys by raw point: every quote from one quoting enclave carries the same key.
+_ATTESTATION_KEYS: LruCache[bytes, ec.EllipticCurvePublicKey] = LruCache(1024)
+
+# v3 layout (sgx-dcap.md §1.3): the QE report and its signature inside the signature data.
+_QE_REPORT = slice(564, 948)
+_QE_REPORT_SIGNATURE = slice(948, 1012)
+
+#: Table 3.1, QE column "OutOfDate" (any QE status other than UpToDate and Revoked).
+_WITH_QE_OUT_OF_DATE = {
+    TcbStatus.UP_TO_DATE: TcbStatus.OUT_OF_DATE,
+    TcbStatus.SW_HARDENING_NEEDED: TcbStatus.OUT_OF_DATE,
+    TcbStatus.CONFIGURATION_NEEDED: TcbStatus.OUT_OF_DATE_CONFIGURATION_NEEDED,
+    TcbStatus.CONFIGURATION_AND_SW_HARDENING_NEEDED: TcbStatus.OUT_OF_DATE_CONFIGURATION_NEEDED,
+    TcbStatus.OUT_OF_DATE: TcbStatus.OUT_OF_DATE,
+    TcbStatus.OUT_OF_DATE_CONFIGURATION_NEEDED: TcbStatus.OUT_OF_DATE_CONFIGURATION_NEEDED,
+}
+
+
+def clear_quote_caches() -> None:
+    """Drop the PCK chain, QE report signature and trusted-root caches (benchmarks, tests)."""
+    _PCK_CHAINS.clear()
+    _QE_REPORT_SIGNATURES.clear()
+    _ROOT_KEYS.clear()
+    _ATTESTATION_KEYS.clear()
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _root_key(trusted_root: bytes | None) -> bytes:
+    if trusted_root is None:
+        return INTEL_SGX_ROOT_CA_PUBLIC_KEY
+    key = _ROOT_KEYS.get(trusted_root)
+    if key is None:
+        key = root_key_from_certificate(trusted_root)
+        _ROOT_KEYS.put(trusted_root, key)
+    return key
+
+
+def _pck_chain(pem: bytes, root_key: bytes) -> _PckChain:
+    cache_key = (root_key, pem)
+    found = _PCK_CHAINS.get(cache_key)
+    if found is not None:
+        return found
+    # [4] Exactly three certificates.
+    try:
+        certs = x509.load_pem_x509_certificates(pem)
+    except ValueError as exc:
+        raise PckChainInvalid(
+            f"PCK chain in the quote does not decode as PEM certificates ({exc}); expected "
+            "PCK leaf, intermediate CA and root"
+        ) from None
+    # [5, 6] Root pinned by key, CN rules, signatures (7: notAfter kept for step 24).
+    chain = check_three(
+        certs, root_key, what="PCK chain", leaf_cn="SGX PCK Certificate", error=PckChainInvalid
+    )
+    # [8] The SGX extension.
+    try:
+        extension = parse_pck_extension(chain.leaf)
+    except InvalidQuote as exc:
+        raise PckExtensionInvalid(f"PCK certificate SGX extension: {exc.message}") from None
+    entry = _PckChain(
+        chain=chain,
+        extension=extension,
+        leaf_key_point=key_point(chain.leaf_key),
+        leaf_issuer=chain.leaf.issuer.public_bytes(),
+        leaf_serial=chain.leaf.serial_number,
+        intermediate_serial=chain.intermediate.serial_number,
+        intermediate_key_point=key_point(chain.intermediate.public_key()),
+    )
+    _PCK_CHAINS.put(cache_key, entry)
+    return entry
+
+
+def _qe_report_signed(pck: _PckChain, qe_report: bytes, signature: bytes) -> bool:
+    key = (pck.leaf_key_point, qe_report, signature)
+    if _QE_REPORT_SIGNATURES.get(key):
+        return True
+    valid = verify_raw_signature(pck.chain.leaf_key, signature, qe_report)
+    if valid:
+        _QE_REPORT_SIGNATURES.put(key, True)
+    return valid
+
+
+def _match_qe_identity(
+    qe: EnclaveReportBody, qe_bytes: bytes, prepared: PreparedCollateral
+) -> QeTcbLevel:
+    identity = prepared.qe_identity
+    mask = identity.miscselect_mask_le
+    if qe.misc_select & mask != identity.miscselect_le:
+        raise QeIdentityMismatch(
+            f"QE miscselect {qe.misc_select:#010x} masked with {mask:#010x} is "
+            f"{qe.misc_select & mask:#010x}; expected {identity.miscselect_le:#010x} "
+            "(QE Identity, little-endian)"
+        )
+    attributes = qe_bytes[48:64]
+    masked = (
+        int.from_bytes(attributes, "big") & int.from_bytes(identity.attributes_mask, "big")
+    ).to_bytes(16, "big")
+    if masked != identity.attributes:
+        raise QeIdentityMismatch(
+            f"QE attributes {attributes.hex()} masked with {identity.attributes_mask.hex()} are "
+            f"{masked.hex()}; expected {identity.attributes.hex()}"
+        )
+    if qe.mr_signer != identity.mrsigner:
+        raise QeIdentityMismatch(
+            f"QE MRSIGNER {qe.mr_signer.hex()}; expected {identity.mrsigner.hex()}"
+        )
+    if qe.isv_prod_id != identity.isvprodid:
+        raise QeIdentityMismatch(f"QE ISVPRODID {qe.isv_prod_id}; expected {identity.isvprodid}")
+    for level in prepared.qe_tcb_levels:
+        if level.isvsvn <= qe.isv_svn:
+            return level
+    lowest = min((level.isvsvn for level in prepared.qe_tcb_levels), default=0)
+    raise QeTcbLevelNotFound(
+        f"QE ISVSVN {qe.isv_svn} is below every QE Identity TCB level; expected at least {lowest}"
+    )
+
+
+def _match_tcb_level(extension: PckExtension, prepared: PreparedCollateral) -> TcbLevel:
+    svns = extension.tcb.comp_svns
+    pcesvn = extension.tcb.pcesvn
+    for level in prepared.tcb_levels:
+        if pcesvn >= level.pcesvn and all(map(operator.ge, svns, level.sgx_components)):
+            return level
+    raise TcbLevelNotFound(
+        f"PCK TCB (component SVNs {list(svns)}, PCESVN {pcesvn}) is below every TCB level of "
+        f"FMSPC {prepared.tcb_info.fmspc.hex().upper()}; expected a matching level (Intel "
+        "SGX_QL_TCB_NOT_SUPPORTED 0xE066)"
+    )
+
+
+def _converge(platform: TcbStatus, qe: TcbStatus) -> TcbStatus:
+    """QVL ``convergeTcbStatusWithQeTcbStatus`` (sgx-dcap.md table 3.1)."""
+    if qe is TcbStatus.REVOKED or platform is TcbStatus.REVOKED:
+        return TcbStatus.REVOKED
+    if qe is TcbStatus.UP_TO_DATE:
+        return platform
+    return _WITH_QE_OUT_OF_DATE.get(platform, platform)
+
+
+def _union(*groups: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(advisory for group in groups for advisory in group))
+
+
+def verify_quote(
+    quote: bytes | Quote,
+    collateral: Collateral,
+    *,
+    at: datetime,
+    trusted_root: bytes | None = None,
+    allow_expired_collateral: bool = False,
+    insecure_skip_crl: bool = False,
+) -> VerifiedQuote:
+    """Verify an SGX quote against collateral as of ``at``; see the module docstring.
+
+    ``trusted_root`` is the DER certificate of an alternative root (e.g. a simulated platform's);
+    it is pinned by its public key exactly as Intel's is. Raises :class:`InvalidQuote` for bytes
+    that do not parse and a :class:`~confnode.errors.VerificationError` subclass for a failed
+    step; returns a :class:`VerifiedQuote` (possibly with status ``Revoked``) otherwise.
+    """
+    if at.tzinfo is None:
+        raise InvalidInput(f"verification time {at.isoformat()} has no timezone; expected UTC")
+    at = at.astimezone(UTC)
+    root_key = _root_key(trusted_root)
+
+    # ---------------------------------------------------------------- A. quote structure
+    # [2] Structure and sizes (the codec raises InvalidQuote).
+    parsed = quote if isinstance(quote, Quote) else parse_quote(quote)
+    header = parsed.header
+    # [1] Version, key type, vendor, TEE.
+    if parsed.is_tdx:
+        raise QuoteFormatUnsupported(
+            f"TDX quote (version {header.version}, TEE type {header.tee_type:#x}): TDX "
+            "verification not supported yet; expected an SGX quote"
+        )
+    if header.vendor_id != INTEL_QE_VENDOR_ID:
+        raise QuoteFormatUnsupported(
+            f"QE vendor id {header.vendor_id.hex()}; expected Intel's {INTEL_QE_VENDOR_ID.hex()}"
+        )
+    signature_data = parsed.signature_data
+    body = parsed.body
+    if not isinstance(signature_data, EcdsaSigData) or not isinstance(body, EnclaveReportBody):
+        raise QuoteFormatUnsupported(
+            f"SGX quote version {header.version}; expected version 3 (no SGX v4/v5 quote is "
+            "produced by Intel's QE)"
+        )
+    # [3] Certification data type 5.
+    certification = signature_data.certification
+    pem = certification.pck_chain_pem
+    if pem is None:
+        detail = ""
+        ppid = certification.encrypted_ppid
+        if ppid is not None:
+            detail = (
+                f" (encrypted PPID with CPUSVN {ppid.cpusvn.hex()}, PCESVN {ppid.pcesvn}, "
+                f"PCE-ID {ppid.pceid.hex()})"
+            )
+        raise CertificationDataUnsupported(
+            f"certification data type {certification.type}{detail}; expected type 5 (PCK "
+            "certificate chain): the PCK certificate must be supplied, fetched from PCS/PCCS "
+            "/pckcert"
+        )
+
+    # ---------------------------------------------------------------- B. PCK chain [4–8]
+    pck = _pck_chain(pem, root_key)
+    extension = pck.extension
+
+    # ---------------------------------------------------------------- C, D. collateral
+    # [9–16] once per bundle; the quote-dependent parts follow.
+    prepared = prepared_for(collateral, root_key)
+    # [9] CRLs present, PCK CRL issued by the PCK leaf's CA.
+    crl_checked = prepared.root_revoked is not None and prepared.pck_revoked is not None
+    if not crl_checked and not insecure_skip_crl:
+        missing = [
+            name
+            for name, value in (
+                ("Root CA CRL", prepared.root_revoked),
+                ("PCK CRL", prepared.pck_revoked),
+            )
+            if value is None
+        ]
+        raise CrlMissing(f"{' and '.join(missing)} not supplied; expected both CRLs")
+    if prepared.pck_crl_issuer is not None:
+        if prepared.pck_crl_issuer != pck.leaf_issuer:
+            raise CrlInvalid(
+                f"PCK CRL issuer {prepared.pck_crl_issuer_text!r}; expected the PCK "
+                f"certificate's issuer {pck.chain.leaf.issuer.rfc4514_string()!r} (a "
+                "Processor-CA CRL for a Platform-CA quote, or vice versa?)"
+            )
+        if prepared.pck_crl_issuer_key != pck.intermediate_key_point:
+            raise CrlInvalid(
+                "PCK CRL is signed by a different key than the PCK chain's intermediate CA; "
+                "expected the same CA key"
+            )
+    # [10] Revocation → Revoked verdict.
+    revocation = prepared.revocation
+    if prepared.pck_revoked is not None and pck.leaf_serial in prepared.pck_revoked:
+        revocation = f"PCK certificate (serial {pck.leaf_serial:x}) is listed in the PCK CRL"
+    if prepared.root_revoked is not None and pck.intermediate_serial in prepared.root_revoked:
+        revocation = (
+            f"PCK intermediate CA (serial {pck.intermediate_serial:x}) is listed in the Root CA CRL"
+        )
+    # [16] Nothing issued after `at`.
+    if prepared.latest_issue > at:
+        raise CollateralNotYetValid(
+            f"{prepared.latest_issue_what} is {_iso(prepared.latest_issue)}, after the "
+            f"verification time {_iso(at)}; expected collateral issued at or before it"
+        )
+
+    # ---------------------------------------------------------------- E. quote-internal
+    info = prepared.tcb_info
+    # [15, 17] TCB Info for this TEE and platform.
+    if info.id != "SGX":
+        raise CollateralMismatch(f"TCB Info id {info.id!r} for an SGX quote; expected 'SGX'")
+    if extension.fmspc != info.fmspc or extension.pce_id != info.pce_id:
+        raise CollateralMismatch(
+            f"PCK certificate FMSPC {extension.fmspc.hex().upper()} PCE-ID "
+            f"{extension.pce_id.hex().upper()}; TCB Info is for FMSPC {info.fmspc.hex().upper()} "
+            f"PCE-ID {info.pce_id.hex().upper()}"
+        )
+    # [18] QE report signed by the PCK key.
+    qe = signature_data.qe_report
+    qe_bytes = parsed.raw[_QE_REPORT]
+    if not _qe_report_signed(pck, qe_bytes, parsed.raw[_QE_REPORT_SIGNATURE]):
+        raise QeReportSignatureInvalid(
+            "QE report signature does not verify with the PCK certificate key; expected the "
+            "PCK key's signature over the 384-byte QE report"
+        )
+    # [19] QE report data binds the attestation key and the QE auth data.
+    digest = hashlib.sha256(signature_data.attest_pub_key + signature_data.qe_auth_data).digest()
+    if qe.report_data != digest + bytes(32):
+        raise QeReportDataMismatch(
+            f"QE report_data {qe.report_data.hex()}; expected SHA-256(attestation key ‖ QE auth "
+            f"data) = {digest.hex()} followed by 32 zero bytes"
+        )
+    # [20] The QE is Intel's, at a known ISVSVN.
+    qe_level = _match_qe_identity(qe, qe_bytes, prepared)
+    # [21] Quote signature by the attestation key.
+    attest_key = _ATTESTATION_KEYS.get(signature_data.attest_pub_key)
+    if attest_key is None:
+        attest_key = load_raw_key(signature_data.attest_pub_key)
+        if attest_key is not None:
+            _ATTESTATION_KEYS.put(signature_data.attest_pub_key, attest_key)
+    if attest_key is None or not verify_raw_signature(
+        attest_key, signature_data.signature, parsed.signed_region
+    ):
+        raise QuoteSignatureInvalid(
+            "quote signature does not verify with the attestation key over header ‖ report "
+            "body; expected a valid ECDSA-P256 signature"
+        )
+
+    # ---------------------------------------------------------------- F. verdict
+    # [22] Platform TCB level from the PCK certificate's TCB.
+    level = _match_tcb_level(extension, prepared)
+    # [23] Converge; a revoked certificate overrides every TCB status.
+    qe_status = qe_level.status
+    status = _converge(level.status, qe_status)
+    if revocation is not None:
+        status = TcbStatus.REVOKED
+    # [24] Collateral expiry at `at`.
+    earliest = min(prepared.earliest_expiration, pck.chain.not_after)
+    expired = earliest <= at
+    if expired and not allow_expired_collateral:
+        raise CollateralExpired(
+            f"collateral expired: earliest expiration {_iso(earliest)} is not after the "
+            f"verification time {_iso(at)}; expected all collateral valid at that time"
+        )
+
+    return VerifiedQuote(
+        status=status,
+        advisory_ids=_union(level.advisory_ids, qe_level.advisory_ids),
+        tcb_date=level.tcb_date,
+        fmspc=extension.fmspc.hex().upper(),
+        qe_status=qe_status,
+        collateral_expired=expired,
+        crl_checked=crl_checked,
+        enclave=VerifiedEnclave(
+            mr_enclave=body.mr_enclave,
+            mr_signer=body.mr_signer,
+            isv_prod_id=body.isv_prod_id,
+            isv_svn=body.isv_svn,
+            debug=body.attributes.debug,
+            attributes=parsed.raw[96:112],
+            misc_select=body.misc_select,
+            config_id=body.config_id,
+            config_svn=body.config_svn,
+            isv_ext_prod_id=body.isv_ext_prod_id,
+            isv_family_id=body.isv_family_id,
+        ),
+        report_data=body.report_data,
+        quote=parsed,
+        trusted_root_is_intel=root_key == INTEL_SGX_ROOT_CA_PUBLIC_KEY,
+        root_key_sha256=hashlib.sha256(root_key).hexdigest(),
+        platform_status=level.status,
+        pce_id=extension.pce_id.hex().upper(),
+        sgx_type=extension.sgx_type,
+        tcb_evaluation_data_number=prepared.tcb_evaluation_data_number,
+        earliest_expiration=earliest,
+        revocation=revocation,
+    )

@@ -1,0 +1,105 @@
+"""Fixtures for the attestation tests: a simulated platform, quotes that bind an enclave key, and
+the service wired with the real DCAP appraiser (in-process through httpx's ASGI transport)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from attestation_testlib import ISSUER, ServiceFactory, Sim
+from joserfc.jwk import RSAKey
+
+from confnode.attestation import AttestationService, KeyStore, PolicyStore
+from confnode.attestation._dcap import DcapAppraiser
+from confnode.collateral import Collateral
+from confnode.sgx import Quote
+from confnode.sim import SimPlatform
+from confnode.tokens import KeyDirectory, KeyRing
+
+
+@pytest.fixture(scope="session")
+def enclave_key() -> RSAKey:
+    return RSAKey.generate_key(2048)
+
+
+@pytest.fixture(scope="session")
+def sim(enclave_key: RSAKey) -> Sim:
+    return Sim(SimPlatform(), enclave_key)
+
+
+@pytest.fixture(scope="session")
+def ring(tmp_path_factory: pytest.TempPathFactory) -> KeyRing:
+    path = tmp_path_factory.mktemp("signing")
+    return KeyDirectory(path).load_or_create(ISSUER, datetime.now(UTC))
+
+
+@pytest.fixture
+def keys_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "keys"
+    directory.mkdir()
+    (directory / "app.key").write_bytes(hashlib.sha256(b"app key").digest())
+    policy = {
+        "version": "1.0.0",
+        "anyOf": [
+            {
+                "authority": ISSUER,
+                "allOf": [
+                    {"claim": "x-ms-sgx-is-debuggable", "equals": False},
+                    {"claim": "x-confnode-tcb-status", "equals": "UpToDate"},
+                ],
+            }
+        ],
+    }
+    (directory / "app.policy.json").write_text(json.dumps(policy))
+    return directory
+
+
+@pytest.fixture
+def make_service(sim: Sim, ring: KeyRing, keys_dir: Path) -> ServiceFactory:
+    """Build a service; ``collateral`` overrides what the PCCS would return."""
+
+    def build(
+        *,
+        platform: SimPlatform | None = None,
+        collateral: Collateral | None = None,
+        trust_root: bool = True,
+        **kwargs: Any,
+    ) -> AttestationService:
+        source = platform or sim.platform
+        bundle = collateral if collateral is not None else source.collateral(datetime.now(UTC))
+
+        def lookup(quote: Quote) -> Collateral:
+            return bundle
+
+        appraiser = DcapAppraiser(
+            lookup, extra_root=sim.platform.root_certificate() if trust_root else None
+        )
+        options: dict[str, Any] = {
+            "ring": ring,
+            "policies": PolicyStore(),
+            "keys": KeyStore(keys_dir, ISSUER),
+        }
+        options.update(kwargs)
+        return AttestationService(appraiser=appraiser, issuer=ISSUER, **options)
+
+    return build
+
+
+@pytest.fixture
+def client(make_service: ServiceFactory) -> Iterator[httpx.AsyncClient]:
+    yield _client(make_service())
+
+
+def _client(service: AttestationService) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=service.app()), base_url=ISSUER)
+
+
+@pytest.fixture
+def client_for() -> Callable[[AttestationService], httpx.AsyncClient]:
+    return _client

@@ -1,0 +1,88 @@
+"""Service settings, collateral sources and policy persistence shared by replicas."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from attestation_testlib import Sim
+
+from confnode.attestation import PolicyStore, unsigned_policy_jws
+from confnode.attestation._policies import read_policy_jws, stored
+from confnode.attestation._server import Settings, build_service, collateral_client
+from confnode.errors import CollateralFetchError, InvalidInput
+from confnode.policy import DEFAULT_SGX_POLICY
+
+POLICY = "version=1.0; authorizationrules { => permit(); }; issuancerules { };"
+
+
+def test_https_is_required_unless_insecure_http(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="HTTPS needs --tls-cert and --tls-key"):
+        Settings(signing_key_dir=str(tmp_path), collateral_dir=str(tmp_path))
+    with pytest.raises(InvalidInput, match="cannot be combined"):
+        Settings(
+            signing_key_dir=str(tmp_path),
+            collateral_dir=str(tmp_path),
+            insecure_http=True,
+            tls_cert="c",
+            tls_key="k",
+        )
+    with pytest.raises(InvalidInput, match="no collateral source"):
+        Settings(signing_key_dir=str(tmp_path), insecure_http=True)
+
+
+def test_settings_round_trip_for_workers(tmp_path: Path) -> None:
+    settings = Settings(
+        signing_key_dir=str(tmp_path),
+        insecure_http=True,
+        collateral_dir=str(tmp_path),
+        policy_signers=("a.pem", "b.pem"),
+        port=9000,
+    )
+    assert Settings.from_json(settings.to_json()) == settings
+    assert settings.public_url == "http://127.0.0.1:9000"
+
+
+def test_offline_collateral_bundles_serve_their_platform(tmp_path: Path, sim: Sim) -> None:
+    (tmp_path / "bundle.json").write_text(sim.platform.collateral_json(datetime.now(UTC)))
+    settings = Settings(
+        signing_key_dir=str(tmp_path / "k"), insecure_http=True, collateral_dir=str(tmp_path)
+    )
+    client = collateral_client(settings)
+    from confnode.sgx import parse_quote
+
+    collateral = client.for_quote(parse_quote(sim.quote()))
+    assert collateral.tcb_info.info.fmspc == sim.platform.fmspc
+    other = Sim(type(sim.platform)(fmspc="00906ED50000"), sim.enclave_key)
+    with pytest.raises(CollateralFetchError, match="offline"):
+        client.for_quote(parse_quote(other.quote()))
+
+
+def test_build_service_creates_signing_key_and_trusts_extra_root(tmp_path: Path, sim: Sim) -> None:
+    (tmp_path / "bundles").mkdir()
+    (tmp_path / "bundles" / "b.json").write_text(sim.platform.collateral_json())
+    (tmp_path / "root.der").write_bytes(sim.platform.root_certificate())
+    settings = Settings(
+        signing_key_dir=str(tmp_path / "signing"),
+        insecure_http=True,
+        collateral_dir=str(tmp_path / "bundles"),
+        trust_root=str(tmp_path / "root.der"),
+        issuer="https://attest.example/",
+    )
+    service = build_service(settings)
+    assert service.issuer == "https://attest.example"
+    assert (tmp_path / "signing" / "signing-key.pem").is_file()
+
+
+def test_policy_file_is_shared_between_replicas(tmp_path: Path) -> None:
+    path = tmp_path / "policy.json"
+    first, second = PolicyStore(path), PolicyStore(path)
+    upload = read_policy_jws(unsigned_policy_jws(POLICY), signers=(), require_policy=True)
+    assert upload.text == POLICY
+    first.set(stored(POLICY, upload.jws))
+    assert second.current().text == POLICY
+    assert json.loads(path.read_text())["text"] == POLICY
+    second.set(None)
+    assert first.current().text == DEFAULT_SGX_POLICY

@@ -1,0 +1,241 @@
+"""Every overlay renders with kustomize and is valid for current Kubernetes minor versions.
+
+Beyond schema validity: every confnode container's arguments name real CLI options, containers are
+locked down (no privilege escalation, read-only root, no capabilities, seccomp), and the webhook
+configurations can only block pods that opted into SGX.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import click
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from confnode.cli._common import main_group
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+TARGETS = ["overlays/sim", "overlays/hardware", "overlays/cert-manager", "overlays/nfd", "samples"]
+K8S_VERSIONS = ["1.34", "1.35", "1.36", "1.37"]
+
+# Custom resources have no schema in kubernetes-validate: check them against the fields we use.
+_STR = {"type": "string"}
+CRD_SCHEMAS: dict[str, dict[str, Any]] = {
+    "NodeFeatureRule": {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"const": "nfd.k8s-sigs.io/v1alpha1"},
+            "spec": {
+                "type": "object",
+                "required": ["rules"],
+                "additionalProperties": False,
+                "properties": {
+                    "rules": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["name", "matchFeatures"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "name": _STR,
+                                "labels": {"type": "object", "additionalProperties": _STR},
+                                "extendedResources": {
+                                    "type": "object",
+                                    "additionalProperties": _STR,
+                                },
+                                "matchFeatures": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "required": ["feature"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "feature": _STR,
+                                            "matchExpressions": {"type": "object"},
+                                            "matchName": {"type": "object"},
+                                        },
+                                    },
+                                },
+                            },
+                        },
+                    }
+                },
+            },
+        },
+    },
+    "Issuer": {
+        "type": "object",
+        "required": ["apiVersion", "spec"],
+        "properties": {
+            "apiVersion": {"const": "cert-manager.io/v1"},
+            "spec": {"type": "object", "minProperties": 1},
+        },
+    },
+    "Certificate": {
+        "type": "object",
+        "required": ["apiVersion", "spec"],
+        "properties": {
+            "apiVersion": {"const": "cert-manager.io/v1"},
+            "spec": {
+                "type": "object",
+                "required": ["secretName", "issuerRef", "dnsNames"],
+                "properties": {
+                    "secretName": _STR,
+                    "dnsNames": {"type": "array", "items": _STR, "minItems": 1},
+                    "issuerRef": {
+                        "type": "object",
+                        "required": ["name"],
+                        "properties": {"name": _STR, "kind": {"enum": ["Issuer", "ClusterIssuer"]}},
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+def render(target: str) -> list[dict[str, Any]]:
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl not installed: cannot render kustomize overlays")
+    result = subprocess.run(
+        ["kubectl", "kustomize", str(DEPLOY / target)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+@pytest.fixture(scope="module", params=TARGETS)
+def rendered(request: pytest.FixtureRequest) -> tuple[str, list[dict[str, Any]]]:
+    return request.param, render(request.param)
+
+
+def _pod_specs(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    kind = doc["kind"]
+    if kind in ("Deployment", "DaemonSet", "StatefulSet"):
+        return [doc["spec"]["template"]["spec"]]
+    if kind == "Job":
+        return [doc["spec"]["template"]["spec"]]
+    return []
+
+
+def test_schema_valid(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    _target, docs = rendered
+    assert docs
+    for doc in docs:
+        if doc["kind"] in CRD_SCHEMAS:
+            jsonschema.validate(doc, CRD_SCHEMAS[doc["kind"]])
+            continue
+        for version in K8S_VERSIONS:
+            kubernetes_validate.validate(doc, version, strict=True)
+
+
+def _check_cli(argv: list[str], where: str) -> None:
+    """Resolve the subcommand path and check every --option exists on the final command."""
+    command: click.Command = main_group
+    rest = list(argv)
+    while isinstance(command, click.Group) and rest and not rest[0].startswith("-"):
+        sub = command.get_command(click.Context(command), rest[0])
+        assert sub is not None, f"{where}: unknown command {rest[0]!r} in {argv}"
+        command, rest = sub, rest[1:]
+    known = {opt for param in command.params for opt in [*param.opts, *param.secondary_opts]}
+    for token in rest:
+        if token.startswith("--"):
+            name = token.split("=", 1)[0]
+            assert name in known, f"{where}: {command.name} has no option {name} ({sorted(known)})"
+
+
+def _confnode_invocations(container: dict[str, Any]) -> list[list[str]]:
+    """The confnode argument vectors a container runs (directly or inside ``sh -c``)."""
+    command = container.get("command")
+    if command is None:
+        return [list(container.get("args", []))]
+    if command[:2] != ["sh", "-c"]:
+        return [command[1:] + list(container.get("args", []))] if command[0] == "confnode" else []
+    lexer = shlex.shlex(command[2], posix=True, punctuation_chars=True)
+    calls: list[list[str]] = [[]]
+    skip_next = False
+    for token in lexer:
+        if token in ("&&", "||", ";", "|"):
+            calls.append([])
+        elif token in (">", ">>", "<"):
+            skip_next = True  # the redirection target is a file name, not an argument
+        elif skip_next:
+            skip_next = False
+        else:
+            calls[-1].append(token)
+    return [call[1:] for call in calls if call and call[0] == "confnode"]
+
+
+def test_confnode_arguments_exist(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    target, docs = rendered
+    checked = 0
+    for doc in docs:
+        for spec in _pod_specs(doc):
+            for container in spec.get("initContainers", []) + spec["containers"]:
+                if not container["image"].startswith("ghcr.io/confnode/confnode"):
+                    continue
+                for argv in _confnode_invocations(container):
+                    _check_cli(argv, f"{target} {doc['metadata']['name']}/{container['name']}")
+                    checked += 1
+    assert checked
+
+
+def test_containers_locked_down(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    target, docs = rendered
+    for doc in docs:
+        for spec in _pod_specs(doc):
+            where = f"{target} {doc['kind']}/{doc['metadata']['name']}"
+            if target != "samples":
+                assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", where
+            for container in spec.get("initContainers", []) + spec["containers"]:
+                context = container.get("securityContext", {})
+                assert context.get("allowPrivilegeEscalation") is False, where
+                assert context.get("capabilities", {}).get("drop") == ["ALL"], where
+                if target != "samples":
+                    assert context.get("readOnlyRootFilesystem") is True, where
+                if container in spec["containers"]:
+                    resources = container.get("resources", {})
+                    assert resources.get("requests") and resources.get("limits"), where
+
+
+def test_webhooks_only_block_opted_in_pods() -> None:
+    docs = render("overlays/cert-manager")
+    configs = [d for d in docs if d["kind"].endswith("WebhookConfiguration")]
+    assert {d["kind"] for d in configs} == {
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    }
+    for config in configs:
+        assert config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
+        for hook in config["webhooks"]:
+            excluded = {
+                value
+                for expression in hook["namespaceSelector"]["matchExpressions"]
+                if expression["operator"] == "NotIn"
+                for value in expression["values"]
+            }
+            assert {"kube-system", "disabled"} <= excluded
+            selector = hook["objectSelector"]
+            if hook["failurePolicy"] == "Fail":
+                assert selector == {"matchLabels": {"confnode.io/sgx": "true"}}
+            else:
+                assert hook["failurePolicy"] == "Ignore"
+                assert selector["matchExpressions"][0]["operator"] == "NotIn"
+
+
+def test_own_namespace_is_exempt_from_webhooks() -> None:
+    namespace = next(d for d in render("overlays/sim") if d["kind"] == "Namespace")
+    assert namespace["metadata"]["labels"]["confnode.io/webhook"] == "disabled"

@@ -1,0 +1,274 @@
+"""Pure admission decisions, tested without HTTP."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import jsonpatch
+import pytest
+
+from confnode.webhook import (
+    NamespacePolicy,
+    WebhookConfig,
+    WebhookError,
+    diff,
+    mutate,
+    validate,
+)
+
+AZURE = "kubernetes.azure.com/sgx_epc_mem_in_MiB"
+INTEL = "sgx.intel.com/epc"
+ALIBABA = "alibabacloud.com/sgx_epc_MiB"
+
+
+def review(
+    pod: dict[str, Any], operation: str = "CREATE", namespace: str = "default"
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {"uid": "u-1", "operation": operation, "namespace": namespace, "object": pod},
+    }
+
+
+def pod(
+    *containers: dict[str, Any], labels: dict[str, str] | None = None, **annotations: str
+) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": "p"}
+    if labels:
+        metadata["labels"] = labels
+    if annotations:
+        metadata["annotations"] = annotations
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": metadata,
+        "spec": {"containers": list(containers)},
+    }
+
+
+def container(
+    name: str = "app", limits: dict[str, Any] | None = None, requests: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    resources: dict[str, Any] = {}
+    if limits is not None:
+        resources["limits"] = limits
+    if requests is not None:
+        resources["requests"] = requests
+    return {"name": name, "image": "busybox", "resources": resources}
+
+
+def patched(
+    pod_: dict[str, Any], config: WebhookConfig
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    response = mutate(review(pod_), config)["response"]
+    assert response["allowed"] is True
+    ops = json.loads(base64.b64decode(response["patch"])) if "patch" in response else []
+    return jsonpatch.apply_patch(pod_, ops), ops
+
+
+def test_non_sgx_pod_untouched() -> None:
+    response = mutate(review(pod(container(limits={"cpu": "1"}))), WebhookConfig())["response"]
+    assert response == {"uid": "u-1", "allowed": True}
+
+
+def test_intel_bytes_converted_to_azure_mib_rounding_up() -> None:
+    result, _ = patched(
+        pod(container(limits={INTEL: "10Mi", "cpu": "1"}), container("b", limits={INTEL: "1"})),
+        WebhookConfig(),
+    )
+    first, second = result["spec"]["containers"]
+    assert first["resources"]["limits"] == {"cpu": "1", AZURE: "10"}
+    assert first["resources"]["requests"] == {AZURE: "10"}
+    assert second["resources"]["limits"] == {AZURE: "1"}  # one byte still needs a whole MiB
+    assert result["metadata"]["annotations"]["confnode.io/epc-mib"] == "11"
+
+
+def test_azure_mib_converted_to_intel_quantity() -> None:
+    result, _ = patched(pod(container(limits={ALIBABA: "16"})), WebhookConfig(epc_resource=INTEL))
+    assert result["spec"]["containers"][0]["resources"]["limits"] == {INTEL: "16Mi"}
+
+
+def test_scheduling_and_quote_helper_added() -> None:
+    result, _ = patched(
+        pod(
+            container(limits={AZURE: "4"}),
+            container("sidecar"),
+            **{"confnode.io/quote-helper": "true"},
+        ),
+        WebhookConfig(),
+    )
+    spec = result["spec"]
+    assert {"key": "confnode.io/sgx", "operator": "Exists", "effect": "NoSchedule"} in spec[
+        "tolerations"
+    ]
+    terms = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ]
+    assert terms == [
+        {"matchExpressions": [{"key": "confnode.io/sgx", "operator": "In", "values": ["true"]}]}
+    ]
+    assert spec["volumes"] == [
+        {"name": "confnode-aesmd", "hostPath": {"path": "/var/run/aesmd", "type": "Directory"}}
+    ]
+    app, sidecar = spec["containers"]
+    assert app["volumeMounts"] == [
+        {"name": "confnode-aesmd", "mountPath": "/var/run/aesmd", "readOnly": True}
+    ]
+    assert {"name": "SGX_AESM_ADDR", "value": "1"} in app["env"]
+    assert "volumeMounts" not in sidecar and "env" not in sidecar
+
+
+def test_affinity_requirement_anded_into_every_term() -> None:
+    p = pod(container(limits={AZURE: "4"}))
+    p["spec"]["affinity"] = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]},
+                    {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]},
+                ]
+            }
+        }
+    }
+    result, _ = patched(p, WebhookConfig())
+    terms = result["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]["nodeSelectorTerms"]
+    sgx = {"key": "confnode.io/sgx", "operator": "In", "values": ["true"]}
+    assert all(sgx in term["matchExpressions"] for term in terms)
+    assert terms[0]["matchExpressions"][0]["key"] == "zone"
+    assert terms[1]["matchFields"][0]["values"] == ["n1"]
+
+
+def test_device_resource_added_in_extended_resource_mode() -> None:
+    config = WebhookConfig(epc_resource=INTEL, device_resource="confnode.io/sgx-enclave")
+    result, _ = patched(pod(container(limits={INTEL: "1Gi"})), config)
+    limits = result["spec"]["containers"][0]["resources"]["limits"]
+    assert limits == {INTEL: "1Gi", "confnode.io/sgx-enclave": "1"}  # already exact
+
+
+def test_remutation_is_empty_patch_and_escapes_slashes() -> None:
+    first, ops = patched(pod(container(limits={INTEL: "8Mi"})), WebhookConfig())
+    paths = [op["path"] for op in ops]
+    assert any("kubernetes.azure.com~1sgx_epc_mem_in_MiB" in path for path in paths)
+    again = mutate(review(first), WebhookConfig())["response"]
+    assert "patch" not in again
+
+
+def test_labelled_pod_without_epc_gets_scheduling_only() -> None:
+    result, _ = patched(pod(container(), labels={"confnode.io/sgx": "true"}), WebhookConfig())
+    assert result["spec"]["tolerations"][0]["key"] == "confnode.io/sgx"
+    assert result["spec"]["containers"][0]["resources"] == {}
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"apiVersion": "v1", "kind": "Pod"},
+        {"metadata": None, "spec": None},
+        {"metadata": {"labels": None, "annotations": None}, "spec": {"containers": None}},
+        {
+            "metadata": {"labels": {"confnode.io/sgx": "true"}},
+            "spec": {"containers": [None, 3, {"resources": None}]},
+        },
+        {
+            "spec": {
+                "containers": [
+                    {"name": "a", "resources": {"limits": None, "requests": {AZURE: "2"}}}
+                ]
+            }
+        },
+        {"spec": {"containers": [{"name": "a", "resources": {"limits": {AZURE: "lots"}}}]}},
+    ],
+)
+def test_odd_specs_never_crash(odd: dict[str, Any]) -> None:
+    for decide in (mutate, validate):
+        result = decide(review(odd), WebhookConfig())
+        assert result["response"]["uid"] == "u-1"
+
+
+def test_requests_only_copied_to_limits() -> None:
+    p = {
+        "spec": {
+            "containers": [{"name": "a", "resources": {"limits": None, "requests": {AZURE: "2"}}}]
+        }
+    }
+    result, _ = patched(p, WebhookConfig())
+    assert result["spec"]["containers"][0]["resources"] == {
+        "limits": {AZURE: "2"},
+        "requests": {AZURE: "2"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("pod_", "config", "reason"),
+    [
+        (pod(container(limits={AZURE: "10", INTEL: "10Mi"})), WebhookConfig(), "conflicting names"),
+        (
+            pod(container(limits={AZURE: "10"}, requests={AZURE: "5"})),
+            WebhookConfig(),
+            "must equal limits",
+        ),
+        (
+            pod(container(limits={AZURE: "300"})),
+            WebhookConfig(max_node_epc_mib=256),
+            "largest node offers 256 MiB",
+        ),
+        (pod(container(limits={AZURE: "x"})), WebhookConfig(), "not a Kubernetes quantity"),
+        (
+            pod(container(limits={INTEL: "1Mi"})),
+            WebhookConfig(device_resource="confnode.io/sgx-enclave"),
+            "without SGX device access",
+        ),
+    ],
+)
+def test_validation_denials(pod_: dict[str, Any], config: WebhookConfig, reason: str) -> None:
+    response = validate(review(pod_), config)["response"]
+    assert response["allowed"] is False
+    assert response["status"]["code"] == 403
+    assert reason in response["status"]["message"]
+
+
+def test_namespace_enclave_policy() -> None:
+    mre = "ab" * 32
+    config = WebhookConfig(
+        namespaces={"prod": NamespacePolicy(forbid_debug=True, allowed_mrenclaves=frozenset({mre}))}
+    )
+    ok = pod(container(limits={AZURE: "1"}), **{"confnode.io/enclave-mrenclave": mre})
+    assert validate(review(ok, namespace="prod"), config)["response"]["allowed"] is True
+    assert validate(review(ok, namespace="dev"), config)["response"]["allowed"] is True
+    debug = pod(
+        container(limits={AZURE: "1"}),
+        **{"confnode.io/enclave-mrenclave": mre, "confnode.io/enclave-debug": "true"},
+    )
+    assert (
+        "forbids debug"
+        in validate(review(debug, namespace="prod"), config)["response"]["status"]["message"]
+    )
+    other = pod(container(limits={AZURE: "1"}), **{"confnode.io/enclave-mrenclave": "cd" * 32})
+    assert (
+        "allows MRENCLAVE"
+        in validate(review(other, namespace="prod"), config)["response"]["status"]["message"]
+    )
+
+
+def test_update_is_validated_not_mutated() -> None:
+    p = pod(container(limits={INTEL: "1Mi"}))
+    assert "patch" not in mutate(review(p, "UPDATE"), WebhookConfig())["response"]
+    denied = pod(container(limits={AZURE: "2"}, requests={AZURE: "1"}))
+    assert validate(review(denied, "UPDATE"), WebhookConfig())["response"]["allowed"] is False
+
+
+def test_review_without_uid_is_a_webhook_error() -> None:
+    with pytest.raises(WebhookError, match=r"request\.uid"):
+        mutate({"request": {}}, WebhookConfig())
+
+
+def test_diff_round_trips_with_independent_patch_library() -> None:
+    old = {"a/b": [1, 2], "c~d": {"x": 1}, "gone": True, "l": [1, 2, 3]}
+    new = {"a/b": [1, 2, 3], "c~d": {"x": 2, "y": None}, "l": [3]}
+    assert jsonpatch.apply_patch(old, diff(old, new)) == new
+    assert diff(new, new) == []
