@@ -168,7 +168,7 @@ def test_detected_host_tree_feeds_the_plan(tmp_path: Path) -> None:
     roots = HostRoots(
         dev=tmp_path / "dev", sys=tmp_path / "sys", proc=tmp_path / "proc", boot=tmp_path / "boot"
     )
-    node, driver = detect_node(roots)
+    node, driver, _labels = detect_node(roots)
     assert node.epc_by_numa == ((0, 512 << 30), (1, 512 << 30))
     assert node.enclave_devices == ("/dev/sgx_enclave",)  # host paths, not the tree's
     assert node.provision_devices == ("/dev/sgx_provision",)

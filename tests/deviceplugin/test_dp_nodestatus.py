@@ -17,13 +17,14 @@ from confnode.deviceplugin import (
     AKS_EPC_RESOURCE,
     INTEL_EPC_RESOURCE,
     MIB,
-    CapacityPublisher,
     DevicePluginError,
     InClusterNodeStatusPatcher,
+    NodePublisher,
     NodeStatusPatchError,
     SgxNode,
     capacity_json_patch,
     epc_capacity,
+    simulated_node_labels,
 )
 from confnode.metrics import NodeAgentMetrics
 
@@ -40,8 +41,34 @@ class StubApiServer:
         self.status = status
         self.requests: list[dict[str, object]] = []
         self.app = Starlette(
-            routes=[Route("/api/v1/nodes/{name}/status", self.patch, methods=["PATCH", "GET"])]
+            routes=[
+                Route("/api/v1/nodes/{name}/status", self.patch, methods=["PATCH", "GET"]),
+                Route("/api/v1/nodes/{name}", self.merge_patch, methods=["PATCH"]),
+            ]
         )
+
+    async def merge_patch(self, request: Request) -> JSONResponse:
+        """RFC 7386 merge patch on the Node object (labels live in metadata, not status)."""
+        body = json.loads(await request.body())
+        self.requests.append(
+            {
+                "method": request.method,
+                "path": request.url.path,
+                "content_type": request.headers.get("content-type"),
+                "body": body,
+            }
+        )
+        if request.headers.get("content-type") != "application/merge-patch+json":
+            return JSONResponse({"reason": "UnsupportedMediaType"}, status_code=415)
+        if request.path_params["name"] != self.node["metadata"]["name"]:
+            return JSONResponse({"reason": "NotFound"}, status_code=404)
+        labels = self.node["metadata"].setdefault("labels", {})
+        for key, value in body["metadata"]["labels"].items():
+            if value is None:
+                labels.pop(key, None)
+            else:
+                labels[key] = value
+        return JSONResponse(self.node)
 
     async def patch(self, request: Request) -> JSONResponse:
         body = await request.body()
@@ -144,7 +171,7 @@ async def test_publisher_counts_results(service_account: Path) -> None:
     server = StubApiServer("dc-node-1", status=500)
     metrics = NodeAgentMetrics()
     patcher = _patcher(server, service_account)
-    publisher = CapacityPublisher(
+    publisher = NodePublisher(
         patcher,
         "dc-node-1",
         {AKS_EPC_RESOURCE: "28"},
@@ -165,3 +192,24 @@ async def test_publisher_counts_results(service_account: Path) -> None:
 def test_outside_a_cluster_the_patcher_says_what_is_missing(tmp_path: Path) -> None:
     with pytest.raises(DevicePluginError, match="KUBERNETES_SERVICE_HOST=\\(unset\\)"):
         InClusterNodeStatusPatcher.from_environment({}, tmp_path)
+
+
+async def test_publisher_keeps_node_labels(service_account: Path) -> None:
+    server = StubApiServer("dc-node-1")
+    patcher = _patcher(server, service_account)
+    labels = simulated_node_labels(SgxNode.simulated_node(256 * MIB, 2))
+    publisher = NodePublisher(patcher, "dc-node-1", {}, labels)
+    try:
+        assert await publisher.publish_once()
+    finally:
+        await patcher.aclose()
+    (request,) = server.requests
+    assert request["path"] == "/api/v1/nodes/dc-node-1"
+    assert request["content_type"] == "application/merge-patch+json"
+    assert server.node["metadata"]["labels"] == {
+        "confnode.io/sgx": "true",
+        "confnode.io/sgx.simulated": "true",
+        "confnode.io/sgx.epc-mib": "256",
+        "confnode.io/sgx.epc-numa-nodes": "2",
+    }
+    assert server.node["status"]["capacity"] == {"cpu": "4"}  # labels never touch status

@@ -10,6 +10,7 @@ import pytest
 from qh_independent import DEFAULT_KEY_ID
 
 from confnode._proto.aesm import messages_pb2 as pb
+from confnode.errors import InvalidInput
 from confnode.quotehelper import AesmHandler, BackendError, SimBackend, parse_request
 from confnode.sgx import DEFAULT_ECDSA_P256_ATT_KEY_ID
 from confnode.sim import SimPlatform
@@ -278,3 +279,23 @@ def test_unknown_pub_key_id_is_omitted(platform: SimPlatform) -> None:
     req.initQuoteExReq.buf_size = 32
     code, sub = _run(AesmHandler(_NoKeyId(platform.quoting_enclave)), req)
     assert code == 0 and sub.pub_key_id_size == 32 and not sub.HasField("pub_key_id")
+
+
+def test_handler_key_id_configuration(platform: SimPlatform) -> None:
+    backend = SimBackend(platform.quoting_enclave)
+    with pytest.raises(InvalidInput, match="256-byte"):
+        AesmHandler(backend, att_key_ids=[bytes(10)])
+    with pytest.raises(InvalidInput):
+        AesmHandler(backend, att_key_ids=[])
+    debug_signer = bytearray(DEFAULT_KEY_ID)
+    debug_signer[6:38] = bytes.fromhex(
+        "e4bd9fc2129835ba1dcca1939d57d08e88561b34740d59405972d4ba25a7e5f7"
+    )
+    both = AesmHandler(backend, att_key_ids=[DEFAULT_KEY_ID, bytes(debug_signer)])
+    req = pb.Request()
+    req.getSupportedAttKeyIDNumReq.SetInParent()
+    assert _run(both, req)[1].att_key_id_num == 2
+    req = pb.Request()
+    req.getQuoteSizeExReq.att_key_id = bytes(debug_signer)
+    assert _run(both, req)[0] == 0
+    assert _run(AesmHandler(backend), req)[0] == 38

@@ -120,7 +120,7 @@ class DcapAppraiser:
                 self._hashes.popitem(last=False)
         return {**cached[1], "quotehash": _sha(raw)}
 
-    def appraise_sync(
+    def _appraise_sync(
         self, raw: bytes, collateral: Collateral, quote: Quote, now: datetime
     ) -> Evidence:
         simulated = self._uses_extra_root(quote)
@@ -135,7 +135,7 @@ class DcapAppraiser:
 
     async def appraise(self, quote: bytes, *, now: datetime) -> Evidence:
         parsed = parse_quote(quote)
-        return self.appraise_sync(quote, await self._collateral(parsed), parsed, now)
+        return self._appraise_sync(quote, await self._collateral(parsed), parsed, now)
 
     async def _collateral(self, quote: Quote) -> Collateral:
         """Collateral for the quote's platform, asking the client at most every HOT_SECONDS.

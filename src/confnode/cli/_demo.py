@@ -255,7 +255,7 @@ class Demo:
             "--resource-name", resource,
             "--aesm-socket", str(self.context["aesm_socket"]),
             "--metrics-port", str(metrics_port),
-            "--metrics-addr", "127.0.0.1",
+            "--metrics-address", "127.0.0.1",
         )  # fmt: skip
         sock = plugin_dir / socket_name(resource)
         self.services.wait_until("device-plugin", _socket_ready(sock))

@@ -224,6 +224,11 @@ async def _run_agent(agent: Any) -> None:
 )
 @click.option("--node-name", envvar="NODE_NAME", help="This node's name (node-status mode).")
 @click.option(
+    "--label-node",
+    is_flag=True,
+    help="Keep this node's confnode.io/ labels (docs/node-labels.md) current via the API server.",
+)
+@click.option(
     "--aesm-socket",
     type=click.Path(dir_okay=False, path_type=Path),
     default="/var/run/aesmd/aesm.socket",
@@ -231,7 +236,9 @@ async def _run_agent(agent: Any) -> None:
     help="Quote-helper socket; its directory is mounted into SGX containers when it exists.",
 )
 @click.option("--metrics-port", type=click.IntRange(0, 65535), help="Serve Prometheus metrics.")
-@click.option("--metrics-addr", default="0.0.0.0", show_default=True)
+@click.option(
+    "--metrics-address", default="0.0.0.0", show_default=True, help="Bind address for metrics."
+)
 @click.option(
     "--pod-resources-socket",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -266,9 +273,10 @@ def device_plugin(
     provision_limit: int,
     epc_mode: str,
     node_name: str | None,
+    label_node: bool,
     aesm_socket: Path,
     metrics_port: int | None,
-    metrics_addr: str,
+    metrics_address: str,
     pod_resources_socket: Path,
     poll_interval: float,
     plan_only: bool,
@@ -296,6 +304,7 @@ def device_plugin(
         detect_node,
         parse_size,
         plan_resources,
+        simulated_node_labels,
     )
     from confnode.metrics import NodeAgentMetrics, serve_metrics
 
@@ -303,9 +312,10 @@ def device_plugin(
     if sim_epc is not None:
         node = SgxNode.simulated_node(parse_size(sim_epc), sim_numa_nodes)
         driver = AlwaysPresent()
+        labels = simulated_node_labels(node)
     else:
         roots = HostRoots(dev=dev_root, sys=sys_root, proc=proc_root, boot=boot_root)
-        node, driver = detect_node(roots, cpuid_mode)
+        node, driver, labels = detect_node(roots, cpuid_mode)
     config = AgentConfig(
         plugin_dir=device_plugin_dir,
         epc_resource=resource_name,
@@ -316,6 +326,7 @@ def device_plugin(
         provision_limit=provision_limit,
         aesm_socket=aesm_socket,
         node_name=node_name,
+        node_labels=labels if label_node else {},
         poll_interval=poll_interval,
     )
     plan = plan_resources(node, config)
@@ -330,7 +341,7 @@ def device_plugin(
             f"device-plugin directory {device_plugin_dir} does not exist",
             hint="mount /var/lib/kubelet/device-plugins (hostPath) or pass --device-plugin-dir",
         )
-    patcher = InClusterNodeStatusPatcher.from_environment() if plan.capacity else None
+    patcher = InClusterNodeStatusPatcher.from_environment() if plan.capacity or label_node else None
     metrics = NodeAgentMetrics()
     pod_resources = GrpcPodResourcesClient(pod_resources_socket) if metrics_port else None
     agent = DevicePluginAgent(
@@ -338,8 +349,10 @@ def device_plugin(
     )
     console.print(_plan_table(plan, node))
     if metrics_port is not None:
-        serve_metrics(metrics, metrics_port, metrics_addr)
-        console.print(f"metrics on http://{metrics_addr}:{metrics_port}/metrics", highlight=False)
+        serve_metrics(metrics, metrics_port, metrics_address)
+        console.print(
+            f"metrics on http://{metrics_address}:{metrics_port}/metrics", highlight=False
+        )
     console.print(f"serving in {device_plugin_dir}; Ctrl-C to stop", highlight=False)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     asyncio.run(_run_agent(agent))

@@ -25,10 +25,12 @@ from confnode.deviceplugin.errors import (
 )
 from confnode.deviceplugin.inventory import (
     AlwaysPresent,
+    DetectedNode,
     DevicePathsProbe,
     DriverProbe,
     detect_node,
     node_from_platform,
+    simulated_node_labels,
 )
 from confnode.deviceplugin.model import (
     AKS_EPC_RESOURCE,
@@ -46,8 +48,8 @@ from confnode.deviceplugin.model import (
     per_unit_list_size,
 )
 from confnode.deviceplugin.nodestatus import (
-    CapacityPublisher,
     InClusterNodeStatusPatcher,
+    NodePublisher,
     NodeStatusPatcher,
     capacity_json_patch,
     epc_capacity,
@@ -73,8 +75,8 @@ __all__ = [
     "PROVISION_RESOURCE",
     "AgentConfig",
     "AlwaysPresent",
-    "CapacityPublisher",
     "ContainerAssignment",
+    "DetectedNode",
     "DevicePathsProbe",
     "DevicePluginAgent",
     "DevicePluginError",
@@ -84,6 +86,7 @@ __all__ = [
     "EpcMode",
     "GrpcPodResourcesClient",
     "InClusterNodeStatusPatcher",
+    "NodePublisher",
     "NodeStatusPatchError",
     "NodeStatusPatcher",
     "PluginSocketInUse",
@@ -105,4 +108,5 @@ __all__ = [
     "plan_resources",
     "probe_plugin",
     "quote_helper_reachable",
+    "simulated_node_labels",
 ]

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +33,7 @@ from confnode.deviceplugin.model import (
     SgxNode,
     choose_epc_mode,
 )
-from confnode.deviceplugin.nodestatus import CapacityPublisher, NodeStatusPatcher, epc_capacity
+from confnode.deviceplugin.nodestatus import NodePublisher, NodeStatusPatcher, epc_capacity
 from confnode.deviceplugin.podresources import PodResourcesSource, epc_allocations
 from confnode.deviceplugin.server import PluginEndpoint, register_with_kubelet
 from confnode.errors import InfrastructureError
@@ -72,6 +72,8 @@ class AgentConfig:
     #: Host path of the quote-helper socket; its directory is mounted when it exists.
     aesm_socket: Path | None = DEFAULT_AESM_SOCKET
     node_name: str | None = None
+    #: ``confnode.io/`` labels to keep on the Node (``--label-node``); empty: leave labels alone.
+    node_labels: Mapping[str, str] = field(default_factory=dict)
     poll_interval: float = 0.1
     health_interval: float = 1.0
     register_timeout: float = 5.0
@@ -162,10 +164,12 @@ class DevicePluginAgent:
         self.node = node
         self.config = config
         self.plan = plan_resources(node, config)
-        if self.plan.capacity and (patcher is None or not config.node_name):
+        if (self.plan.capacity or config.node_labels) and (patcher is None or not config.node_name):
+            what = f"EPC mode {self.plan.mode} publishes {self.plan.capacity}"
+            if not self.plan.capacity:
+                what = f"labelling the node publishes {len(config.node_labels)} labels"
             raise DevicePluginError(
-                f"EPC mode {self.plan.mode} publishes {self.plan.capacity} through the API "
-                "server, but no node name or API-server client was given",
+                f"{what} through the API server, but no node name or API-server client was given",
                 hint="set --node-name (env NODE_NAME) and run in-cluster",
             )
         self.driver = driver or AlwaysPresent()
@@ -205,11 +209,13 @@ class DevicePluginAgent:
                 await endpoint.serve()
                 self._pending.add(endpoint)
             tasks.append(asyncio.create_task(self._supervise(), name="supervise"))
-            if self.plan.capacity and self.patcher is not None and self.config.node_name:
-                publisher = CapacityPublisher(
+            publishes = self.plan.capacity or self.config.node_labels
+            if publishes and self.patcher is not None and self.config.node_name:
+                publisher = NodePublisher(
                     self.patcher,
                     self.config.node_name,
                     self.plan.capacity,
+                    self.config.node_labels,
                     interval=self.config.repatch_interval,
                     on_result=self._patched,
                 )

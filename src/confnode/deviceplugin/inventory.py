@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from confnode.deviceplugin.errors import DevicePluginError
-from confnode.deviceplugin.model import SgxNode
-from confnode.platform import HostRoots, SgxPlatform, cpuid_source_for, detect
+from confnode.deviceplugin.model import MIB, SgxNode
+from confnode.platform import HostRoots, SgxPlatform, cpuid_source_for, detect, node_labels
 
 __all__ = [
     "AlwaysPresent",
+    "DetectedNode",
     "DevicePathsProbe",
     "DriverProbe",
     "detect_node",
     "node_from_platform",
+    "simulated_node_labels",
 ]
 
 
@@ -63,7 +65,14 @@ def node_from_platform(platform: SgxPlatform) -> SgxNode:
     )
 
 
-def detect_node(roots: HostRoots, cpuid_mode: str = "auto") -> tuple[SgxNode, DriverProbe]:
+class DetectedNode(NamedTuple):
+    node: SgxNode
+    driver: DriverProbe
+    #: The ``confnode.io/`` node labels of the detected host (``docs/node-labels.md``).
+    labels: dict[str, str]
+
+
+def detect_node(roots: HostRoots, cpuid_mode: str = "auto") -> DetectedNode:
     """Detect the live (or mounted) host and pair it with a probe of its device nodes.
 
     ``cpuid_mode`` as ``confnode doctor --cpuid``: ``auto``, ``native``, ``driver`` or ``none``.
@@ -72,4 +81,14 @@ def detect_node(roots: HostRoots, cpuid_mode: str = "auto") -> tuple[SgxNode, Dr
     cpuid = None if cpuid_mode == "none" else cpuid_source_for(roots, native=native)
     platform = detect(roots, cpuid, aesm_socket=None)
     node = node_from_platform(platform)
-    return node, DevicePathsProbe(roots, node.enclave_devices)
+    return DetectedNode(node, DevicePathsProbe(roots, node.enclave_devices), node_labels(platform))
+
+
+def simulated_node_labels(node: SgxNode) -> dict[str, str]:
+    """Labels for a simulated node: SGX pods may land on it, and it says it is simulated."""
+    return {
+        "confnode.io/sgx": "true",
+        "confnode.io/sgx.simulated": "true",
+        "confnode.io/sgx.epc-mib": str(node.epc_total // MIB),
+        "confnode.io/sgx.epc-numa-nodes": str(len(node.epc_by_numa)),
+    }

@@ -1,9 +1,12 @@
-"""EPC as a node-status extended resource, patched through the API server (ADR 0005).
+"""What the node agent writes to its Node object through the API server.
 
-Large EPC cannot travel as one device per MiB (the kubelet's 4 MiB ListAndWatch limit), so the
-agent writes the capacity into ``nodes/<name>/status`` with a JSON patch, as Intel's epchook
-does, and re-patches periodically: the kubelet zeroes externally patched extended resources when
-it cannot trust them (kubernetes PR #64784), and a daemon puts them back.
+- EPC as a node-status extended resource (ADR 0005): large EPC cannot travel as one device per
+  MiB (the kubelet's 4 MiB ListAndWatch limit), so the agent writes the capacity into
+  ``nodes/<name>/status`` with a JSON patch, as Intel's epchook does, and re-patches
+  periodically: the kubelet zeroes externally patched extended resources when it cannot trust
+  them (kubernetes PR #64784), and a daemon puts them back.
+- The ``confnode.io/`` node labels (``docs/node-labels.md``) with a merge patch on
+  ``nodes/<name>``, so heterogeneous pools can be targeted without NFD.
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ from confnode.deviceplugin.model import MIB, SgxNode, epc_unit_bytes
 
 __all__ = [
     "SERVICE_ACCOUNT_DIR",
-    "CapacityPublisher",
     "InClusterNodeStatusPatcher",
+    "NodePublisher",
     "NodeStatusPatcher",
     "capacity_json_patch",
     "epc_capacity",
@@ -35,12 +38,15 @@ __all__ = [
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 JSON_PATCH = "application/json-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
 
 
 class NodeStatusPatcher(Protocol):
-    """Writes extended-resource capacity into a Node's status."""
+    """Writes extended-resource capacity into a Node's status, and labels onto the Node."""
 
     async def patch_capacity(self, node_name: str, capacity: Mapping[str, str]) -> None: ...
+
+    async def patch_labels(self, node_name: str, labels: Mapping[str, str]) -> None: ...
 
 
 def json_pointer_escape(token: str) -> str:
@@ -119,14 +125,20 @@ class InClusterNodeStatusPatcher:
 
     async def patch_capacity(self, node_name: str, capacity: Mapping[str, str]) -> None:
         url = f"{self._base_url}/api/v1/nodes/{quote(node_name, safe='')}/status"
-        body = json.dumps(capacity_json_patch(capacity)).encode()
+        await self._patch(url, capacity_json_patch(capacity), JSON_PATCH)
+
+    async def patch_labels(self, node_name: str, labels: Mapping[str, str]) -> None:
+        url = f"{self._base_url}/api/v1/nodes/{quote(node_name, safe='')}"
+        await self._patch(url, {"metadata": {"labels": dict(labels)}}, MERGE_PATCH)
+
+    async def _patch(self, url: str, document: Any, content_type: str) -> None:
         try:
             response = await self._client.patch(
                 url,
-                content=body,
+                content=json.dumps(document).encode(),
                 headers={
                     "Authorization": f"Bearer {self._token()}",
-                    "Content-Type": JSON_PATCH,
+                    "Content-Type": content_type,
                     "Accept": "application/json",
                 },
                 timeout=self._timeout,
@@ -144,14 +156,15 @@ class InClusterNodeStatusPatcher:
         await self._client.aclose()
 
 
-class CapacityPublisher:
-    """Re-patches the capacity every ``interval`` seconds (``retry`` after a failure)."""
+class NodePublisher:
+    """Re-patches capacity and labels every ``interval`` seconds (``retry`` after a failure)."""
 
     def __init__(
         self,
         patcher: NodeStatusPatcher,
         node_name: str,
         capacity: Mapping[str, str],
+        labels: Mapping[str, str] | None = None,
         *,
         interval: float = 60.0,
         retry: float = 5.0,
@@ -160,13 +173,17 @@ class CapacityPublisher:
         self.patcher = patcher
         self.node_name = node_name
         self.capacity = dict(capacity)
+        self.labels = dict(labels or {})
         self._interval = interval
         self._retry = retry
         self._on_result = on_result
 
     async def publish_once(self) -> bool:
         try:
-            await self.patcher.patch_capacity(self.node_name, self.capacity)
+            if self.capacity:
+                await self.patcher.patch_capacity(self.node_name, self.capacity)
+            if self.labels:
+                await self.patcher.patch_labels(self.node_name, self.labels)
         except NodeStatusPatchError as error:
             self._on_result(False, error)
             return False

@@ -17,6 +17,7 @@ from google.protobuf.message import DecodeError
 
 from confnode._proto.aesm import messages_pb2 as pb
 from confnode.client import PUB_KEY_ID_SIZE, AesmCode
+from confnode.errors import InvalidInput
 from confnode.quotehelper.backend import BackendError, QuotingBackend
 from confnode.sgx.structs import (
     ATT_KEY_ID_BASE_SIZE,
@@ -121,7 +122,10 @@ class AesmHandler:
         max_padding: int = DEFAULT_MAX_PADDING,
     ) -> None:
         if not att_key_ids or any(len(k) != ATT_KEY_ID_SIZE for k in att_key_ids):
-            raise ValueError(f"att_key_ids must be non-empty {ATT_KEY_ID_SIZE}-byte entries")
+            raise InvalidInput(
+                f"att_key_ids must be one or more {ATT_KEY_ID_SIZE}-byte entries, got "
+                f"{[len(k) for k in att_key_ids]}"
+            )
         self.backend = backend
         self.att_key_ids = tuple(att_key_ids)
         self._bases = {k[:ATT_KEY_ID_BASE_SIZE] for k in self.att_key_ids}

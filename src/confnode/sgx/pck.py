@@ -271,9 +271,85 @@ def _configuration(der: bytes, seq: _Tlv) -> PlatformConfiguration:
     )
 
 
+def _elements(der: bytes, pos: int, end: int) -> list[tuple[int, int, int]]:
+    """``(tag, value start, value end)`` of consecutive elements, read without any strictness:
+    only :func:`_parse_canonical` uses it, and that re-encodes what it read."""
+    out = []
+    while pos < end:
+        tag, size = der[pos], der[pos + 1]
+        pos += 2
+        if size & 0x80:
+            count = size & 0x7F
+            size = int.from_bytes(der[pos : pos + count], "big")
+            pos += count
+        out.append((tag, pos, pos + size))
+        pos += size
+    return out
+
+
+def _parse_canonical(der: bytes) -> PckExtension | None:
+    """Fast path for extensions in Intel's exact encoding (every real PCK certificate).
+
+    Reads the fields loosely, then keeps the result only when :func:`encode_pck_extension`
+    reproduces ``der`` byte for byte. Such a value is canonical, and the strict reader returns
+    exactly what was encoded, so the result is the strict reader's; any other input (different
+    order, extra or duplicate entries, non-minimal encodings, malformed DER) gives ``None`` and
+    the strict reader decides, with its precise errors.
+    """
+    try:
+        ((_, top_start, top_end),) = _elements(der, 0, len(der))
+        found: dict[bytes, tuple[int, int, int]] = {}
+        for _, start, end in _elements(der, top_start, top_end):
+            (_, oid_start, oid_end), value = _elements(der, start, end)
+            found[der[oid_start:oid_end]] = value
+        tcb: dict[bytes, bytes] = {}
+        _, tcb_start, tcb_end = found[_OID_TCB]
+        for _, start, end in _elements(der, tcb_start, tcb_end):
+            (_, oid_start, oid_end), (_, value_start, value_end) = _elements(der, start, end)
+            tcb[der[oid_start:oid_end]] = der[value_start:value_end]
+
+        def octets(oid: bytes) -> bytes:
+            _, start, end = found[oid]
+            return der[start:end]
+
+        configuration = None
+        if _OID_CONFIGURATION in found:
+            _, config_start, config_end = found[_OID_CONFIGURATION]
+            flags: dict[bytes, bool] = {}
+            for _, start, end in _elements(der, config_start, config_end):
+                (_, oid_start, oid_end), (_, value_start, value_end) = _elements(der, start, end)
+                flags[der[oid_start:oid_end]] = der[value_start:value_end] == b"\xff"
+            configuration = PlatformConfiguration(
+                dynamic_platform=flags.get(_OID_DYNAMIC_PLATFORM),
+                cached_keys=flags.get(_OID_CACHED_KEYS),
+                smt_enabled=flags.get(_OID_SMT_ENABLED),
+            )
+        ext = PckExtension(
+            ppid=octets(_OID_PPID),
+            tcb=PckTcb(
+                comp_svns=tuple(int.from_bytes(tcb[oid], "big", signed=True) for oid in _OID_COMPS),
+                pcesvn=int.from_bytes(tcb[_OID_PCESVN], "big", signed=True),
+                cpusvn=tcb[_OID_CPUSVN],
+            ),
+            pce_id=octets(_OID_PCE_ID),
+            fmspc=octets(_OID_FMSPC),
+            sgx_type=int.from_bytes(octets(_OID_SGX_TYPE), "big", signed=True),
+            platform_instance_id=(
+                octets(_OID_PLATFORM_INSTANCE_ID) if _OID_PLATFORM_INSTANCE_ID in found else None
+            ),
+            configuration=configuration,
+        )
+    except (IndexError, KeyError, ValueError, InvalidQuote):
+        return None
+    return ext if encode_pck_extension(ext) == der else None
+
+
 def parse_pck_extension_der(der: bytes) -> PckExtension:
     """Decode the DER extension value; offsets in errors are relative to its first byte."""
     der = bytes(der)
+    canonical = _parse_canonical(der)
+    if canonical is not None:
+        return canonical
     top = _read_tlv(der, 0, len(der), _FIELD)
     if top.end != len(der):
         raise InvalidQuote(

@@ -7,6 +7,7 @@ and returns a :class:`VerifiedQuote`; each failed step raises its own
 
 from __future__ import annotations
 
+from confnode.verify._chain import clear_chain_caches
 from confnode.verify._collateral import clear_collateral_caches
 from confnode.verify._errors import (
     CertificationDataUnsupported,
@@ -65,3 +66,4 @@ def clear_caches() -> None:
     """Forget every cached chain, collateral preparation and signature check."""
     clear_quote_caches()
     clear_collateral_caches()
+    clear_chain_caches()

@@ -33,6 +33,7 @@ __all__ = [
     "TwoCertChain",
     "check_three",
     "check_two",
+    "clear_chain_caches",
     "common_name",
     "root_name",
 ]
@@ -70,6 +71,18 @@ class LruCache(Generic[_K, _V]):
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
+
+
+#: Certificate signatures found valid, by the exact (child, issuer) certificates (certificate
+#: equality and hashing are over the DER bytes). One verification meets the same root and CA
+#: certificates in up to four chains (PCK chain, PCK CRL issuer chain, TCB Info and QE Identity
+#: issuer chains); each distinct signature is verified once.
+_ISSUED: LruCache[tuple[x509.Certificate, x509.Certificate], bool] = LruCache(256)
+
+
+def clear_chain_caches() -> None:
+    """Forget which certificate signatures were verified (benchmarks, tests)."""
+    _ISSUED.clear()
 
 
 def common_name(cert: x509.Certificate) -> str:
@@ -138,6 +151,9 @@ def _check_issued_by(
     child_name: str,
     issuer_name: str,
 ) -> None:
+    pair = (child, issuer)
+    if _ISSUED.get(pair):
+        return
     try:
         child.verify_directly_issued_by(issuer)
     except InvalidSignature:
@@ -151,6 +167,7 @@ def _check_issued_by(
             f"not the subject {issuer.subject.rfc4514_string()!r} of the {issuer_name} "
             f"certificate ({exc}); expected a certificate issued by it"
         ) from None
+    _ISSUED.put(pair, True)
 
 
 def _ec_key(
