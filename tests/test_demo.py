@@ -32,3 +32,4 @@ def test_demo_runs_end_to_end() -> None:
     ):
         assert stage in output
     assert "key released and decrypted" in output
+    assert "node-status" in output  # the 1 TiB node is planned as node-status capacity

@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from rich import box
@@ -47,6 +48,32 @@ def _doctor_table(platform: SgxPlatform) -> Table:
     return table
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _host_options(command: _F) -> _F:
+    """How a command sees the host: the CPUID source and the (hidden, for tests) host roots."""
+    for option in reversed(
+        (
+            click.option(
+                "--cpuid",
+                "cpuid_mode",
+                type=click.Choice(["auto", "native", "driver", "none"]),
+                default="auto",
+                show_default=True,
+                help="CPUID source: the instruction (native), /dev/cpu/0/cpuid (driver), or none "
+                "(cpuinfo only); auto: native on the live host, else the host roots' driver file.",
+            ),
+            click.option("--dev-root", default="/dev", hidden=True),
+            click.option("--sys-root", default="/sys", hidden=True),
+            click.option("--proc-root", default="/proc", hidden=True),
+            click.option("--boot-root", default="/boot", hidden=True),
+        )
+    ):
+        command = option(command)
+    return command
+
+
 @main_group.command("doctor")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 @click.option(
@@ -61,19 +88,7 @@ def _doctor_table(platform: SgxPlatform) -> Table:
     show_default=True,
     help="AESM / quote-helper socket whose presence is checked.",
 )
-@click.option(
-    "--cpuid",
-    "cpuid_mode",
-    type=click.Choice(["auto", "native", "driver", "none"]),
-    default="auto",
-    show_default=True,
-    help="CPUID source: the instruction (native), /dev/cpu/0/cpuid (driver), or none "
-    "(cpuinfo only); auto: native on the live host, else the host roots' driver file.",
-)
-@click.option("--dev-root", default="/dev", hidden=True)
-@click.option("--sys-root", default="/sys", hidden=True)
-@click.option("--proc-root", default="/proc", hidden=True)
-@click.option("--boot-root", default="/boot", hidden=True)
+@_host_options
 @click.pass_context
 def doctor(
     ctx: click.Context,
@@ -249,19 +264,7 @@ async def _run_agent(agent: Any) -> None:
 @click.option("--poll-interval", type=click.FloatRange(0.01, 5.0), default=0.1, show_default=True)
 @click.option("--plan-only", is_flag=True, help="Print what would be advertised and exit.")
 @click.option("--json", "as_json", is_flag=True, help="With --plan-only: print JSON.")
-@click.option(
-    "--cpuid",
-    "cpuid_mode",
-    type=click.Choice(["auto", "native", "driver", "none"]),
-    default="auto",
-    show_default=True,
-    help="CPUID source: the instruction (native), /dev/cpu/0/cpuid (driver), or none "
-    "(cpuinfo only); auto: native on the live host, else the host roots' driver file.",
-)
-@click.option("--dev-root", default="/dev", hidden=True)
-@click.option("--sys-root", default="/sys", hidden=True)
-@click.option("--proc-root", default="/proc", hidden=True)
-@click.option("--boot-root", default="/boot", hidden=True)
+@_host_options
 def device_plugin(
     device_plugin_dir: Path,
     sim_epc: str | None,
