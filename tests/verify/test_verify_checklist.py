@@ -24,8 +24,8 @@ from verify_testpki import (
     qe_level,
     tcb_level,
 )
-from verify_vectors import VectorSet
 
+from confnode.cli._vectors import VectorSet
 from confnode.collateral import Collateral, TcbStatus
 from confnode.errors import VerificationError
 from confnode.verify import (

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from click.testing import CliRunner
 from verify_testpki import LEAF_SERIAL, NOW, Scenario
-from verify_vectors import VectorSet
 
 import confnode.cli  # noqa: F401  (registers every command group)
 from confnode.cli._common import main_group
+from confnode.cli._vectors import VectorSet
 
 AT = "--at"
 

@@ -21,8 +21,8 @@ from datetime import datetime
 
 import pytest
 from verify_testpki import LOW_SVNS, NOW, PCK_PCESVN, PCK_SVNS, Scenario, tcb_level
-from verify_vectors import VectorSet
 
+from confnode.cli._vectors import VectorSet
 from confnode.collateral import Collateral, TcbStatus
 from confnode.errors import ConfnodeError
 from confnode.verify import verify_quote

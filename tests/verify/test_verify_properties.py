@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from verify_vectors import VectorSet
 
+from confnode.cli._vectors import VectorSet
 from confnode.collateral import Collateral
 from confnode.errors import ConfnodeError
 from confnode.verify import verify_quote

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from verify_vectors import VectorSet, oasis_collateral, utc
 
+from confnode.cli._vectors import VectorSet, oasis_collateral, utc
 from confnode.collateral import TcbStatus
 from confnode.errors import InvalidInput
 from confnode.sgx import parse_quote

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
+from confnode.collateral._models import clear_date_cache
 from confnode.errors import InvalidCollateral
 
 __all__ = [
@@ -190,9 +191,10 @@ def _load_certificate(der: bytes) -> x509.Certificate:
 
 
 def clear_parse_caches() -> None:
-    """Forget cached certificates and chains, so the next parse does the full work."""
+    """Forget cached certificates, chains and dates, so the next parse does the full work."""
     _load_certificate.cache_clear()
     _parse_chain.cache_clear()
+    clear_date_cache()
 
 
 def normalise_pem_chain(text: str | bytes, *, what: str = "issuer chain") -> str:

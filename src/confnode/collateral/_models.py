@@ -28,6 +28,7 @@ __all__ = [
     "TcbStatus",
     "TdxModule",
     "TdxModuleIdentity",
+    "clear_date_cache",
     "parse_enclave_identity",
     "parse_tcb_info",
 ]
@@ -257,6 +258,11 @@ def _parse_datetime(value: str) -> datetime | None:
         return None
 
 
+def clear_date_cache() -> None:
+    """Forget parsed dates (part of :func:`confnode.collateral.clear_parse_caches`)."""
+    _parse_datetime.cache_clear()
+
+
 def _kind(value: Any) -> str:
     return {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}.get(
         type(value), "null" if value is None else type(value).__name__
@@ -313,6 +319,71 @@ def _tcb_level(level: _Reader, version: int, tee: str) -> TcbLevel:
     )
 
 
+def _fast_svns(tcb: dict[str, Any], key: str) -> tuple[int, ...] | None:
+    items = tcb.get(key)
+    if type(items) is not list or len(items) != _COMPONENTS:
+        return None
+    try:
+        svns = tuple([item["svn"] for item in items])
+    except (KeyError, TypeError, IndexError):
+        return None
+    if set(map(type, svns)) == {int} and 0 <= min(svns) <= max(svns) <= 255:
+        return svns
+    return None
+
+
+def _fast_tcb_level(value: Any, tee: str) -> TcbLevel | None:
+    """A well-formed v3 TCB level read straight from the decoded JSON.
+
+    Returns ``None`` as soon as anything differs from the well-formed shape; the checked path
+    (:func:`_tcb_level`) then reads the level and raises its precise error. When it returns a
+    level, the checked path would have returned the same one.
+    """
+    if type(value) is not dict:
+        return None
+    tcb = value.get("tcb")
+    if type(tcb) is not dict:
+        return None
+    sgx = _fast_svns(tcb, "sgxtcbcomponents")
+    if sgx is None:
+        return None
+    tdx = None
+    if tee == "TDX" or "tdxtcbcomponents" in tcb:
+        tdx = _fast_svns(tcb, "tdxtcbcomponents")
+        if tdx is None:
+            return None
+    pcesvn = tcb.get("pcesvn")
+    date = value.get("tcbDate")
+    tcb_date = _parse_datetime(date) if type(date) is str else None
+    status_text = value.get("tcbStatus")
+    status = _COLLATERAL_STATUSES.get(status_text) if type(status_text) is str else None
+    advisories = value.get("advisoryIDs", [])
+    if (
+        type(pcesvn) is not int
+        or not 0 <= pcesvn <= 0xFFFF
+        or tcb_date is None
+        or status is None
+        or type(advisories) is not list
+        or not all(type(a) is str for a in advisories)
+    ):
+        return None
+    return TcbLevel(
+        sgx_components=sgx,
+        pcesvn=pcesvn,
+        tdx_components=tdx,
+        tcb_date=tcb_date,
+        status=status,
+        advisory_ids=tuple(advisories),
+    )
+
+
+def _level(doc: _Reader, index: int, value: Any, version: int, tee: str) -> TcbLevel:
+    fast = _fast_tcb_level(value, tee) if version == 3 else None
+    if fast is not None:
+        return fast
+    return _tcb_level(doc.item("tcbLevels", index, value), version, tee)
+
+
 def _qe_tcb_level(level: _Reader) -> QeTcbLevel:
     return QeTcbLevel(
         isvsvn=level.get_obj("tcb").get_int("isvsvn", 0, 0xFFFF),
@@ -363,8 +434,7 @@ def parse_tcb_info(obj: Any) -> TcbInfo:
             for i, ident in enumerate(doc.get_list("tdxModuleIdentities", nonempty=False))
         )
     levels = tuple(
-        _tcb_level(doc.item("tcbLevels", i, lvl), version, tee)
-        for i, lvl in enumerate(doc.get_list("tcbLevels"))
+        _level(doc, i, lvl, version, tee) for i, lvl in enumerate(doc.get_list("tcbLevels"))
     )
     seen: set[tuple[object, ...]] = set()
     for i, level in enumerate(levels):

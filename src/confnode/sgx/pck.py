@@ -348,8 +348,11 @@ def parse_pck_extension_der(der: bytes) -> PckExtension:
     """Decode the DER extension value; offsets in errors are relative to its first byte."""
     der = bytes(der)
     canonical = _parse_canonical(der)
-    if canonical is not None:
-        return canonical
+    return _parse_strict(der) if canonical is None else canonical
+
+
+def _parse_strict(der: bytes) -> PckExtension:
+    """The strict reader: any order, unknown entries ignored, precise errors."""
     top = _read_tlv(der, 0, len(der), _FIELD)
     if top.end != len(der):
         raise InvalidQuote(

@@ -19,7 +19,9 @@ from typing import Generic, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from confnode.errors import VerificationError
@@ -35,6 +37,7 @@ __all__ = [
     "check_two",
     "clear_chain_caches",
     "common_name",
+    "der_of",
     "root_name",
 ]
 
@@ -73,11 +76,12 @@ class LruCache(Generic[_K, _V]):
             self._data.clear()
 
 
-#: Certificate signatures found valid, by the exact (child, issuer) certificates (certificate
-#: equality and hashing are over the DER bytes). One verification meets the same root and CA
-#: certificates in up to four chains (PCK chain, PCK CRL issuer chain, TCB Info and QE Identity
-#: issuer chains); each distinct signature is verified once.
-_ISSUED: LruCache[tuple[x509.Certificate, x509.Certificate], bool] = LruCache(256)
+#: Certificate signatures found valid, by the exact DER of (child, issuer). One verification
+#: meets the same root and CA certificates in up to four chains (PCK chain, PCK CRL issuer
+#: chain, TCB Info and QE Identity issuer chains); each distinct signature is verified once.
+#: Keyed by DER bytes rather than certificate objects: ``bytes`` cache their hash, while
+#: hashing or comparing a ``Certificate`` costs microseconds every time.
+_ISSUED: LruCache[tuple[bytes, bytes], bool] = LruCache(256)
 
 
 def clear_chain_caches() -> None:
@@ -125,8 +129,17 @@ class ThreeCertChain:
     not_after: datetime
 
 
+def der_of(certs: Sequence[x509.Certificate]) -> tuple[bytes, ...]:
+    """The DER of each certificate: the exact identity chain checks and caches are keyed by."""
+    return tuple(c.public_bytes(Encoding.DER) for c in certs)
+
+
 def _check_root(
-    cert: x509.Certificate, root_key: bytes, error: type[VerificationError], what: str
+    cert: x509.Certificate,
+    der: bytes,
+    root_key: bytes,
+    error: type[VerificationError],
+    what: str,
 ) -> None:
     try:
         found = key_point(cert.public_key())
@@ -140,22 +153,24 @@ def _check_root(
     cn = common_name(cert)
     if "SGX Root CA" not in cn:
         raise error(f"{what}: root CN is {cn!r}; expected a CN containing 'SGX Root CA'")
-    _check_issued_by(cert, cert, error, what, "root", "root's own")
+    _check_issued_by(cert, der, cert, der, error, what, "root", "root's own")
 
 
 def _check_issued_by(
     child: x509.Certificate,
+    child_der: bytes,
     issuer: x509.Certificate,
+    issuer_der: bytes,
     error: type[VerificationError],
     what: str,
     child_name: str,
     issuer_name: str,
 ) -> None:
-    pair = (child, issuer)
+    pair = (child_der, issuer_der)
     if _ISSUED.get(pair):
         return
     try:
-        child.verify_directly_issued_by(issuer)
+        _verify_issued(child, child_der, issuer, issuer_der)
     except InvalidSignature:
         raise error(
             f"{what}: {child_name} certificate signature does not verify with the "
@@ -168,6 +183,73 @@ def _check_issued_by(
             f"certificate ({exc}); expected a certificate issued by it"
         ) from None
     _ISSUED.put(pair, True)
+
+
+#: AlgorithmIdentifier ecdsa-with-SHA256 (RFC 5758: no parameters), the only one Intel uses.
+_ECDSA_SHA256_ALGORITHM = bytes.fromhex("300a06082a8648ce3d040302")
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+
+
+def _element(der: bytes, pos: int) -> tuple[int, int]:
+    """``(value start, end)`` of the DER element at ``pos`` (already validated by the parser)."""
+    size = der[pos + 1]
+    pos += 2
+    if size & 0x80:
+        count = size & 0x7F
+        size = int.from_bytes(der[pos : pos + count], "big")
+        pos += count
+    return pos, pos + size
+
+
+def _parts(der: bytes) -> tuple[bytes, bytes, bytes, bytes, bytes]:
+    """``(tbsCertificate, outer algorithm, inner algorithm, issuer, subject)`` as exact DER."""
+    body, _ = _element(der, 0)
+    tbs_body, tbs_end = _element(der, body)
+    _, outer_end = _element(der, tbs_end)
+    pos = tbs_body
+    if der[pos] == 0xA0:  # [0] version
+        pos = _element(der, pos)[1]
+    inner = _element(der, pos)[1]  # after serialNumber
+    issuer = _element(der, inner)[1]
+    validity = _element(der, issuer)[1]
+    subject = _element(der, validity)[1]
+    subject_end = _element(der, subject)[1]
+    return (
+        der[body:tbs_end],
+        der[tbs_end:outer_end],
+        der[inner:issuer],
+        der[issuer:validity],
+        der[subject:subject_end],
+    )
+
+
+def _verify_issued(
+    child: x509.Certificate, child_der: bytes, issuer: x509.Certificate, issuer_der: bytes
+) -> None:
+    """``child.verify_directly_issued_by(issuer)``, about 20 µs cheaper per certificate.
+
+    For ecdsa-with-SHA256 under a P-256 issuer key (every Intel certificate) the same checks run
+    on the exact DER: inner and outer signature algorithms identical, child issuer name equal to
+    the issuer's subject name, ECDSA over the tbsCertificate bytes with the issuer's key object
+    (which ``cryptography`` caches on the certificate). Anything else goes to that method
+    itself. Raises as it does (``InvalidSignature``, ``ValueError``).
+    """
+    key = issuer.public_key()
+    try:
+        tbs, outer, inner, child_issuer, _ = _parts(child_der)
+        issuer_subject = _parts(issuer_der)[4]
+    except IndexError:  # not reachable for DER cryptography parsed; never crash on it
+        tbs = outer = inner = child_issuer = issuer_subject = b""
+    if not (
+        outer == inner == _ECDSA_SHA256_ALGORITHM
+        and isinstance(key, ec.EllipticCurvePublicKey)
+        and key.curve.name == "secp256r1"
+    ):
+        child.verify_directly_issued_by(issuer)
+        return
+    if child_issuer != issuer_subject:
+        raise ValueError("Issuer certificate subject does not match certificate issuer.")
+    key.verify(child.signature, tbs, _ECDSA_SHA256)
 
 
 def _ec_key(
@@ -188,20 +270,24 @@ def _not_after(certs: Sequence[x509.Certificate]) -> datetime:
 
 def check_two(
     certs: Sequence[x509.Certificate],
+    ders: Sequence[bytes],
     root_key: bytes,
     *,
     what: str,
     leaf_cn: str,
     error: type[VerificationError],
 ) -> TwoCertChain:
-    """Verify ``leaf → root`` (TCB Signing chain, PCK CRL issuer chain): exactly 2 certificates."""
+    """Verify ``leaf → root`` (TCB Signing chain, PCK CRL issuer chain): exactly 2 certificates.
+
+    ``ders`` is :func:`der_of` ``certs``."""
     if len(certs) != 2:
         raise error(f"{what}: {len(certs)} certificates; expected exactly 2 (leaf, root)")
     leaf, root = certs
+    leaf_der, root_der = ders
     try:
-        _check_root(root, root_key, error, what)
+        _check_root(root, root_der, root_key, error, what)
         _check_cn(leaf, leaf_cn, error, what, "leaf")
-        _check_issued_by(leaf, root, error, what, "leaf", "root")
+        _check_issued_by(leaf, leaf_der, root, root_der, error, what, "leaf", "root")
         return TwoCertChain(leaf, _ec_key(leaf, error, what), root, _not_after(certs))
     except _CERT_ERRORS as exc:  # a certificate field cryptography cannot decode
         raise error(f"{what}: malformed certificate ({exc})") from None
@@ -209,24 +295,32 @@ def check_two(
 
 def check_three(
     certs: Sequence[x509.Certificate],
+    ders: Sequence[bytes],
     root_key: bytes,
     *,
     what: str,
     leaf_cn: str,
     error: type[VerificationError],
 ) -> ThreeCertChain:
-    """Verify ``leaf → intermediate CA → root`` (the PCK chain): exactly 3 certificates."""
+    """Verify ``leaf → intermediate CA → root`` (the PCK chain): exactly 3 certificates.
+
+    ``ders`` is :func:`der_of` ``certs``."""
     if len(certs) != 3:
         raise error(
             f"{what}: {len(certs)} certificates; expected exactly 3 (PCK, intermediate CA, root)"
         )
     leaf, intermediate, root = certs
+    leaf_der, intermediate_der, root_der = ders
     try:
-        _check_root(root, root_key, error, what)
+        _check_root(root, root_der, root_key, error, what)
         _check_cn(intermediate, "CA", error, what, "intermediate")
-        _check_issued_by(intermediate, root, error, what, "intermediate", "root")
+        _check_issued_by(
+            intermediate, intermediate_der, root, root_der, error, what, "intermediate", "root"
+        )
         _check_cn(leaf, leaf_cn, error, what, "leaf")
-        _check_issued_by(leaf, intermediate, error, what, "leaf", "intermediate")
+        _check_issued_by(
+            leaf, leaf_der, intermediate, intermediate_der, error, what, "leaf", "intermediate"
+        )
         key = _ec_key(leaf, error, what)
         return ThreeCertChain(leaf, key, intermediate, root, _not_after(certs))
     except _CERT_ERRORS as exc:

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from confnode.collateral import Collateral, EnclaveIdentity, QeTcbLevel, TcbInfo, TcbLevel
-from confnode.verify._chain import LruCache, TwoCertChain, check_two, common_name
+from confnode.verify._chain import LruCache, TwoCertChain, check_two, common_name, der_of
 from confnode.verify._crypto import key_point, verify_raw_signature
 from confnode.verify._errors import (
     CollateralSignatureInvalid,
@@ -35,7 +35,7 @@ from confnode.verify._errors import (
 
 __all__ = ["PreparedCollateral", "clear_collateral_caches", "prepared_for"]
 
-#: Signing chains verified by DER bytes and root key (shared across bundles).
+#: Signing chains verified, by root key and DER of the certificates (shared across bundles).
 _CHAINS: LruCache[tuple[bytes, tuple[bytes, ...], str], TwoCertChain] = LruCache(64)
 #: Valid collateral signatures by (signer key, signature, exact signed bytes or CRL DER): a
 #: re-parsed copy of the same collateral does not pay for the ECDSA checks again.
@@ -57,7 +57,8 @@ class PreparedCollateral:
     pck_revoked: frozenset[int] | None
     #: DER of the PCK CRL issuer name and the key that signed the PCK CRL.
     pck_crl_issuer: bytes | None
-    pck_crl_issuer_text: str
+    #: The PCK CRL issuer name, rendered only for an error message.
+    pck_crl_issuer_name: x509.Name | None
     pck_crl_issuer_key: bytes | None
     #: Revocation of a collateral signer (TCB Signing certificate, PCK CRL issuer CA), if any.
     revocation: str | None
@@ -108,18 +109,15 @@ def clear_collateral_caches() -> None:
     _SIGNATURES.clear()
 
 
-def _der(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(Encoding.DER)
-
-
 def _signing_chain(
     certs: tuple[x509.Certificate, ...], root_key: bytes, what: str, leaf_cn: str
 ) -> TwoCertChain:
-    key = (root_key, tuple(_der(c) for c in certs), leaf_cn)
+    ders = der_of(certs)
+    key = (root_key, ders, leaf_cn)
     chain = _CHAINS.get(key)
     if chain is None:
         error = CrlInvalid if leaf_cn == "CA" else SigningChainInvalid
-        chain = check_two(certs, root_key, what=what, leaf_cn=leaf_cn, error=error)
+        chain = check_two(certs, ders, root_key, what=what, leaf_cn=leaf_cn, error=error)
         _CHAINS.put(key, chain)
     return chain
 
@@ -232,7 +230,7 @@ def _prepare(collateral: Collateral, root_key: bytes) -> PreparedCollateral:
     pck_revoked: frozenset[int] | None = None
     pck_crl_issuer: bytes | None = None
     pck_crl_issuer_key: bytes | None = None
-    pck_crl_issuer_text = ""
+    pck_crl_issuer_name: x509.Name | None = None
     if collateral.pck_crl is not None:
         crl = collateral.pck_crl
         issuer_chain = _signing_chain(
@@ -251,7 +249,7 @@ def _prepare(collateral: Collateral, root_key: bytes) -> PreparedCollateral:
             )
         pck_revoked = _revoked(crl)
         pck_crl_issuer = issuer.public_bytes()
-        pck_crl_issuer_text = issuer.rfc4514_string()
+        pck_crl_issuer_name = issuer
         pck_crl_issuer_key = key_point(issuer_chain.leaf_key)
         expirations.append(issuer_chain.not_after)
         issues.append((crl.last_update_utc, "PCK CRL thisUpdate"))
@@ -268,7 +266,7 @@ def _prepare(collateral: Collateral, root_key: bytes) -> PreparedCollateral:
         root_revoked=root_revoked,
         pck_revoked=pck_revoked,
         pck_crl_issuer=pck_crl_issuer,
-        pck_crl_issuer_text=pck_crl_issuer_text,
+        pck_crl_issuer_name=pck_crl_issuer_name,
         pck_crl_issuer_key=pck_crl_issuer_key,
         revocation=revocation,
         earliest_expiration=min(expirations),

@@ -70,8 +70,14 @@ from datetime import UTC, datetime
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from confnode.collateral import Collateral, QeTcbLevel, TcbLevel, TcbStatus
-from confnode.errors import InvalidInput, InvalidQuote
+from confnode.collateral import (
+    Collateral,
+    QeTcbLevel,
+    TcbLevel,
+    TcbStatus,
+    parse_certificate_der,
+)
+from confnode.errors import InvalidCollateral, InvalidInput, InvalidQuote
 from confnode.sgx.pck import PckExtension, parse_pck_extension
 from confnode.sgx.quote import (
     EcdsaSigData,
@@ -79,7 +85,7 @@ from confnode.sgx.quote import (
     parse_quote,
 )
 from confnode.sgx.structs import INTEL_QE_VENDOR_ID, EnclaveReportBody
-from confnode.verify._chain import LruCache, ThreeCertChain, check_three
+from confnode.verify._chain import LruCache, ThreeCertChain, check_three, der_of
 from confnode.verify._collateral import PreparedCollateral, prepared_for
 from confnode.verify._crypto import key_point, load_raw_key, verify_raw_signature
 from confnode.verify._errors import (
@@ -147,6 +153,10 @@ def clear_quote_caches() -> None:
     _ATTESTATION_KEYS.clear()
 
 
+def _rfc4514(name: x509.Name | None) -> str:
+    return "" if name is None else name.rfc4514_string()
+
+
 def _iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -159,6 +169,19 @@ def _root_key(trusted_root: bytes | None) -> bytes:
         key = root_key_from_certificate(trusted_root)
         _ROOT_KEYS.put(trusted_root, key)
     return key
+
+
+def _shared(cert: x509.Certificate, der: bytes) -> x509.Certificate:
+    """The collateral parser's object for these exact DER bytes, else ``cert`` itself.
+
+    The quote's root and PCK CA are the collateral's root and PCK CRL issuer; using the object
+    the bundle's parse already decoded (names, key) avoids decoding them twice. Same bytes, so
+    every check gives the same result; one the collateral parser rejects stays as it was.
+    """
+    try:
+        return parse_certificate_der(der)
+    except InvalidCollateral:
+        return cert
 
 
 def _pck_chain(pem: bytes, root_key: bytes) -> _PckChain:
@@ -174,9 +197,17 @@ def _pck_chain(pem: bytes, root_key: bytes) -> _PckChain:
             f"PCK chain in the quote does not decode as PEM certificates ({exc}); expected "
             "PCK leaf, intermediate CA and root"
         ) from None
+    ders = der_of(certs)
+    if len(certs) == 3:
+        certs = [certs[0], *(_shared(c, d) for c, d in zip(certs[1:], ders[1:], strict=True))]
     # [5, 6] Root pinned by key, CN rules, signatures (7: notAfter kept for step 24).
     chain = check_three(
-        certs, root_key, what="PCK chain", leaf_cn="SGX PCK Certificate", error=PckChainInvalid
+        certs,
+        ders,
+        root_key,
+        what="PCK chain",
+        leaf_cn="SGX PCK Certificate",
+        error=PckChainInvalid,
     )
     # [8] The SGX extension.
     try:
@@ -348,7 +379,7 @@ def verify_quote(
     if prepared.pck_crl_issuer is not None:
         if prepared.pck_crl_issuer != pck.leaf_issuer:
             raise CrlInvalid(
-                f"PCK CRL issuer {prepared.pck_crl_issuer_text!r}; expected the PCK "
+                f"PCK CRL issuer {_rfc4514(prepared.pck_crl_issuer_name)!r}; expected the PCK "
                 f"certificate's issuer {pck.chain.leaf.issuer.rfc4514_string()!r} (a "
                 "Processor-CA CRL for a Platform-CA quote, or vice versa?)"
             )
