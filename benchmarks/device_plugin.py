@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -221,6 +222,37 @@ def agent_rss() -> None:
             shutil.rmtree(directory, ignore_errors=True)
         verdict = "ok" if rss <= 60 * 1024 else "over 60 MiB"
         print(f"{'agent ' + label:<36}{rss / 1024:>9.1f}{rss / anchor:>10.2f}  {verdict}")
+    rss = _measure_command()
+    verdict = "ok" if rss <= 60 * 1024 else "over 60 MiB"
+    label = "`confnode device-plugin` as deployed"
+    print(f"{label:<36}{rss / 1024:>9.1f}{rss / anchor:>10.2f}  {verdict}")
+
+
+def _measure_command() -> int:
+    """The real command (CLI, rich, metrics endpoint) as the DaemonSet runs it, 256 MiB EPC."""
+    directory = Path(tempfile.mkdtemp(prefix="cn-bench-", dir="/tmp"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "confnode", "device-plugin", "--sim-epc", "256MiB",
+         "--sim-numa-nodes", "2", "--device-plugin-dir", str(directory),
+         "--metrics-port", str(port), "--metrics-address", "127.0.0.1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not any(directory.glob("*.sock")):
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("confnode device-plugin did not start")
+            time.sleep(0.05)
+        time.sleep(0.5)
+        return _rss_kib(process.pid)
+    finally:
+        process.terminate()
+        process.wait(10)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def main() -> None:

@@ -64,3 +64,15 @@ def test_long_messages_and_markup_stay_one_literal_line() -> None:
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1
     assert lines[0].endswith(message)
+
+
+def test_lazy_command_map_matches_what_the_modules_register() -> None:
+    """Every command is reachable by name without importing the other command modules."""
+    import importlib
+
+    from confnode.cli._common import main_group
+
+    for name, module in main_group.lazy.items():
+        importlib.import_module(f"confnode.cli.{module}")
+        assert name in main_group.commands, f"confnode.cli.{module} does not register {name!r}"
+    assert set(main_group.commands) == set(main_group.lazy)

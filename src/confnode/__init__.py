@@ -2,11 +2,16 @@
 
 The stable Python API is the evidence core: parse a quote, load collateral, verify as Intel's
 QVL does. Everything else is importable from its package but not promised.
+
+The evidence core is imported on first use (PEP 562), not with the package: daemons that never
+verify (the node agent, the webhook) would otherwise pay for it in start-up time and memory.
 """
 
 from __future__ import annotations
 
-from confnode.collateral import Collateral, TcbStatus
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from confnode.errors import (
     CollateralFetchError,
     ConfnodeError,
@@ -16,8 +21,20 @@ from confnode.errors import (
     InvalidQuote,
     VerificationError,
 )
-from confnode.sgx import Quote, parse_quote
-from confnode.verify import VerifiedQuote, verify_quote
+
+if TYPE_CHECKING:
+    from confnode.collateral import Collateral, TcbStatus
+    from confnode.sgx import Quote, parse_quote
+    from confnode.verify import VerifiedQuote, verify_quote
+
+_LAZY = {
+    "Collateral": "confnode.collateral",
+    "TcbStatus": "confnode.collateral",
+    "Quote": "confnode.sgx",
+    "parse_quote": "confnode.sgx",
+    "VerifiedQuote": "confnode.verify",
+    "verify_quote": "confnode.verify",
+}
 
 __all__ = [
     "Collateral",
@@ -34,3 +51,12 @@ __all__ = [
     "parse_quote",
     "verify_quote",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'confnode' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -12,18 +12,26 @@ from __future__ import annotations
 
 from typing import Any
 
-# Importing the command modules registers their commands on main_group.
-from confnode.cli import (  # noqa: F401
-    _attestation,
-    _demo,
-    _node,
-    _quote,
-    _quotehelper,
-    _sample,
-    _sim,
-    _webhook,
-)
 from confnode.cli._common import main_group
+
+# Command name → the module that registers it (imported on first use, see ConfnodeGroup).
+main_group.lazy.update(
+    {
+        "attestation": "_attestation",
+        "collateral": "_sim",
+        "demo": "_demo",
+        "device-plugin": "_node",
+        "doctor": "_node",
+        "node": "_quotehelper",
+        "pccs": "_sim",
+        "plugin": "_node",
+        "quote": "_quote",
+        "quote-helper": "_quotehelper",
+        "sample-app": "_sample",
+        "sim": "_sim",
+        "webhook": "_webhook",
+    }
+)
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from typing import Any, NoReturn
@@ -50,7 +51,26 @@ def print_json(obj: Any) -> None:
 
 
 class ConfnodeGroup(click.Group):
-    """A click group whose commands turn :class:`ConfnodeError` into a one-line exit."""
+    """A click group whose commands turn :class:`ConfnodeError` into a one-line exit.
+
+    ``lazy`` maps command names to the ``confnode.cli`` module that registers them; a module is
+    imported only when one of its commands is used, so a daemon (the node agent, the webhook)
+    does not load the verifier, the attestation service and gRPC it never calls.
+    """
+
+    lazy: dict[str, str]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            importlib.import_module(f"confnode.cli.{self.lazy[cmd_name]}")
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
