@@ -1,8 +1,11 @@
 """Serving an ASGI app over HTTPS with certificates that reload when their files change.
 
-uvicorn has no certificate reload of its own. We build the ``SSLContext`` once, hand it to uvicorn
-through ``ssl_context_factory`` and call ``load_cert_chain`` again when the mounted Secret changes:
-new handshakes then use the new certificate, open connections keep the old one.
+uvicorn has no certificate reload of its own. We hand uvicorn one ``SSLContext`` through
+``ssl_context_factory``; its SNI callback (called for every ClientHello, with or without a server
+name) switches each handshake to the context holding the current certificate. A changed Secret is
+loaded into a fresh context that replaces the current one only once it loaded completely: calling
+``load_cert_chain`` again on a live context would leave it with the new certificate and no key
+when the new key is bad (a half-written update), failing every handshake.
 """
 
 from __future__ import annotations
@@ -25,11 +28,15 @@ class ReloadingTLS:
     def __init__(self, cert_file: str | Path, key_file: str | Path) -> None:
         self.cert_file = Path(cert_file)
         self.key_file = Path(key_file)
-        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
         self.reloads = 0
         self._stamp = self._current_stamp()
-        self._load()
+        self._current = self._load()
+        #: The context given to uvicorn; each handshake is moved to the current one.
+        self.context = self._load()
+        self.context.sni_callback = self._select
+
+    def _select(self, connection: Any, _server_name: str | None, _context: Any) -> None:
+        connection.context = self._current
 
     def _current_stamp(self) -> tuple[int, int]:
         try:
@@ -37,13 +44,16 @@ class ReloadingTLS:
         except OSError as error:
             raise InvalidInput(f"cannot read TLS certificate/key: {error}") from error
 
-    def _load(self) -> None:
+    def _load(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
         try:
-            self.context.load_cert_chain(self.cert_file, self.key_file)
+            context.load_cert_chain(self.cert_file, self.key_file)
         except (OSError, ssl.SSLError) as error:
             raise InvalidInput(
                 f"cannot load TLS certificate {self.cert_file} with key {self.key_file}: {error}"
             ) from error
+        return context
 
     def maybe_reload(self) -> bool:
         """Reload when either file changed; keep serving the old pair if the new one is bad."""
@@ -54,7 +64,7 @@ class ReloadingTLS:
         if stamp == self._stamp:
             return False
         try:
-            self._load()
+            self._current = self._load()
         except InvalidInput:
             return False  # half-written Secret update: try again on the next poll
         self._stamp = stamp

@@ -176,7 +176,8 @@ class AesmTimeout(AesmError, InfrastructureError):
 
 
 class AesmProtocolError(AesmError, InfrastructureError):
-    """The peer closed without a reply or sent something that is not an AESM response."""
+    """The peer closed without a reply or sent something that is not an AESM response, or it
+    answered a code no narrower class covers (1 UNEXPECTED_ERROR, 21, 49, ...; see ``code``)."""
 
 
 class AttestationKeyError(AesmError, InfrastructureError):
@@ -298,6 +299,8 @@ class QuoteClient:
                 f"att_key_id is {len(att_key_id)} bytes, expected {ATT_KEY_ID_SIZE} "
                 "(sgx_att_key_id_ext_t)"
             )
+        if not timeout > 0:
+            raise InvalidInput(f"timeout must be a positive number of seconds, got {timeout}")
         self.socket_path = str(socket_path)
         self.timeout = timeout
         self.att_key_id = att_key_id
@@ -346,6 +349,8 @@ class QuoteClient:
         sub.att_key_id = self.att_key_id
         sub.b_pub_key_id = b_pub_key_id
         if buf_size is not None:
+            if not 0 <= buf_size < 2**64:
+                raise InvalidInput(f"buf_size {buf_size} does not fit InitQuoteEx's uint64 field")
             sub.buf_size = buf_size
         sub.timeout = IPC_LATENCY_MS
         res = self._call(req, "initQuoteExRes", "InitQuoteEx")
@@ -380,6 +385,8 @@ class QuoteClient:
                 f"qe_report_info is {len(qe_report_info)} bytes, expected {QE_REPORT_INFO_SIZE}"
             )
         size = self.quote_size() if buf_size is None else buf_size
+        if not 0 <= size <= 0xFFFF_FFFF:
+            raise InvalidInput(f"buf_size {size} does not fit GetQuoteEx's uint32 field")
         req = pb.Request()
         sub = req.getQuoteExReq
         sub.report = report
@@ -485,6 +492,13 @@ class QuoteClient:
                         operation=operation,
                     ) from exc
                 time.sleep(0.005)
+            except OSError as exc:
+                # EACCES, ENOTDIR, a path too long for sun_path...: libsgx_quote_ex reports any
+                # failed connect as SGX_ERROR_SERVICE_UNAVAILABLE.
+                raise AesmServiceUnavailable(
+                    f"{operation}: cannot connect to {self.socket_path}: {exc}",
+                    operation=operation,
+                ) from exc
 
     def _transact(self, body: bytes, operation: str) -> bytes:
         deadline = time.monotonic() + self.timeout

@@ -84,6 +84,9 @@ def make_service(sim: Sim, ring: KeyRing, keys_dir: Path) -> ServiceFactory:
             "ring": ring,
             "policies": PolicyStore(),
             "keys": KeyStore(keys_dir, ISSUER),
+            # Policy-semantics tests upload unsigned policies; the production default (refused
+            # without a signer) is tested explicitly in test_attestation_service.py.
+            "insecure_unsigned_policy_changes": True,
         }
         options.update(kwargs)
         return AttestationService(appraiser=appraiser, issuer=ISSUER, **options)

@@ -80,6 +80,8 @@ def https_service(tmp_path_factory: pytest.TempPathFactory, sim: Sim) -> Iterato
         issuer=url,
         policies=PolicyStore(),
         keys=KeyStore(keys, url),
+        # The SDK's administration client uploads unsigned policies unless given a signing key.
+        insecure_unsigned_policy_changes=True,
     )
     config = uvicorn.Config(
         service.app(),

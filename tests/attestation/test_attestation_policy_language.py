@@ -13,6 +13,7 @@ from confnode.policy import (
     DEFAULT_SGX_POLICY,
     Claim,
     PolicyParseError,
+    PolicyTooComplex,
     claims_from_mapping,
     evaluate_policy,
     parse_policy,
@@ -145,6 +146,20 @@ issuancerules { };"""
             "negated condition cannot bind",
         ),
         ("version=1.0; /* never closed", 1, 14, "unterminated /* comment"),
+        (
+            'version=1.0; authorizationrules { [type=="a", value=='
+            + "9" * 5000
+            + "] => permit(); };",
+            1,
+            54,
+            "out of range",
+        ),
+        (
+            "version=1.0; authorizationrules { [value==9223372036854775808] => deny(); };",
+            1,
+            43,
+            "out of range",
+        ),
     ],
 )
 def test_syntax_errors_point_at_line_and_column(
@@ -300,6 +315,22 @@ def test_issuer_condition_and_repeated_types_become_lists() -> None:
     result = evaluate_policy(parse_policy(text), claims)
     assert result.permitted
     assert result.issued_json() == {"all": [1, 2, 3]}
+
+
+def test_multiplying_bindings_are_refused_not_searched() -> None:
+    """k unconstrained bindings over N claims are N^k combinations: refused, not searched."""
+    claims = claims_from_mapping({f"claim-{i}": i for i in range(30)})
+    bindings = " && ".join(f"v{i}:[]" for i in range(4))
+    text = f'version=1.0; authorizationrules {{ {bindings} && [type=="absent"] => permit(); }};'
+    with pytest.raises(PolicyTooComplex, match=r"line 1, column 35: .*claim comparisons"):
+        evaluate_policy(parse_policy(text + " issuancerules { };"), claims)
+
+
+def test_unbound_conditions_only_need_one_match() -> None:
+    claims = claims_from_mapping({f"claim-{i}": i for i in range(30)})
+    conditions = " && ".join(["[]"] * 16)
+    text = f"version=1.0; authorizationrules {{ {conditions} => permit(); }}; issuancerules {{ }};"
+    assert evaluate_policy(parse_policy(text), claims).permitted
 
 
 def test_claims_from_mapping_expands_lists_and_skips_objects() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -21,7 +22,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from confnode.attestation import AttestationService, unsigned_policy_jws
+from confnode.attestation._dcap import DcapAppraiser
+from confnode.collateral import Collateral
+from confnode.errors import CollateralFetchError
 from confnode.policy import DEFAULT_SGX_POLICY, policy_hash
+from confnode.sgx import Quote
 from confnode.sim import SimPlatform
 from confnode.tokens import (
     KeyDirectory,
@@ -31,6 +36,7 @@ from confnode.tokens import (
     unwrap,
     validate_token,
 )
+from confnode.verify import QuoteFormatUnsupported, UntrustedRoot
 
 ClientFor = Callable[[AttestationService], httpx.AsyncClient]
 
@@ -90,6 +96,17 @@ async def test_binary_runtime_data_comes_back_as_ehd(
     assert "x-ms-runtime" not in claims
 
 
+async def test_json_runtime_data_null_is_still_runtime_claims(
+    client: httpx.AsyncClient, sim: Sim, ring: KeyRing
+) -> None:
+    """dataType decides the claim: JSON ``null`` is x-ms-runtime null, never x-ms-sgx-ehd."""
+    quote = sim.quote(report_data=hashlib.sha256(b"null").digest() + bytes(32))
+    body = {"quote": b64url(quote), "runtimeData": {"data": b64url(b"null"), "dataType": "JSON"}}
+    claims = _claims(await client.post(ATTEST, json=body), ring)
+    assert claims["x-ms-runtime"] is None
+    assert "x-ms-sgx-ehd" not in claims
+
+
 async def test_discovery_documents(client: httpx.AsyncClient, ring: KeyRing) -> None:
     config = (await client.get("/.well-known/openid-configuration")).json()
     assert config["issuer"] == ISSUER
@@ -127,6 +144,18 @@ async def test_expired_collateral_is_denied(
     stale = sim.platform.collateral(datetime.now(UTC) - timedelta(days=45))
     response = await client_for(make_service(collateral=stale)).post(ATTEST, json=sim.body())
     _denied(response, 401, "AttestationFailed", "expired")
+
+
+async def test_unavailable_collateral_is_503_without_token(
+    make_service: ServiceFactory, client_for: ClientFor, sim: Sim
+) -> None:
+    def no_collateral(quote: Quote) -> Collateral:
+        raise CollateralFetchError("PCCS unreachable", status_code=None)
+
+    service = make_service()
+    service.appraiser = DcapAppraiser(no_collateral, extra_root=sim.platform.root_certificate())
+    response = await client_for(service).post(ATTEST, json=sim.body())
+    _denied(response, 503, "ServiceUnavailable", "PCCS unreachable")
 
 
 async def test_simulated_quote_is_untrusted_without_trust_root(
@@ -193,9 +222,9 @@ async def test_malformed_requests(client: httpx.AsyncClient, sim: Sim) -> None:
         "api-version",
     )
     _denied(await client.post(ATTEST, content=b"{not json"), 400, "InvalidParameter", "JSON")
-    _denied(await client.post(ATTEST, json={"quote": "!!!"}), 400, "InvalidParameter", "")
+    _denied(await client.post(ATTEST, json={"quote": "!!!"}), 400, "InvalidParameter", "base64")
     _denied(
-        await client.post(ATTEST, json={"quote": b64url(b"short")}), 400, "InvalidParameter", ""
+        await client.post(ATTEST, json={"quote": b64url(b"short")}), 400, "InvalidQuote", "header"
     )
     _denied(
         await client.post("/attest/TdxVm?api-version=2022-08-01", json=sim.body()),
@@ -203,6 +232,18 @@ async def test_malformed_requests(client: httpx.AsyncClient, sim: Sim) -> None:
         "InvalidParameter",
         "TdxVm",
     )
+
+
+async def test_deeply_nested_json_is_malformed_input(client: httpx.AsyncClient, sim: Sim) -> None:
+    """json.loads raises RecursionError (not ValueError) on deep nesting: still a 400."""
+    deep = b"[" * 50_000 + b"]" * 50_000
+    _denied(await client.post(ATTEST, content=deep), 400, "InvalidParameter", "not JSON")
+    quote = sim.quote(report_data=hashlib.sha256(deep).digest() + bytes(32))
+    body = {"quote": b64url(quote), "runtimeData": {"data": b64url(deep), "dataType": "JSON"}}
+    _denied(await client.post(ATTEST, json=body), 400, "InvalidParameter", "not JSON")
+    header = b64url(b'{"alg":' + deep + b"}")
+    response = await client.put("/policies/SgxEnclave", content=f"{header}.e30.")
+    _denied(response, 400, "InvalidPolicy", "not JSON")
 
 
 # -- draft policies ---------------------------------------------------------------------------
@@ -236,6 +277,16 @@ issuancerules { };"""
     _denied(response, 403, "PolicyDenied", "no authorization rule permitted")
     (entry,) = response.json()["error"]["trace"]
     assert entry["line"] == 3 and entry["matched"] is False
+
+
+async def test_draft_policy_that_multiplies_bindings_is_refused(
+    client: httpx.AsyncClient, sim: Sim
+) -> None:
+    """Anyone with a quote can send a draft policy: its evaluation must stay bounded."""
+    bindings = " && ".join(f"v{i}:[]" for i in range(15))
+    draft = f'version=1.0; authorizationrules {{ {bindings} && [type=="absent"] => permit(); }};'
+    body = sim.body(draftPolicyForAttestation=draft + " issuancerules { };")
+    _denied(await client.post(ATTEST, json=body), 400, "InvalidPolicy", "claim comparisons")
 
 
 async def test_draft_policy_syntax_error_has_line_and_column(
@@ -340,6 +391,12 @@ async def test_hs256_policy_is_always_refused(client: httpx.AsyncClient) -> None
     _denied(response, 400, "InvalidPolicy", "HMAC")
 
 
+async def test_policy_jws_with_non_string_alg_is_refused(client: httpx.AsyncClient) -> None:
+    header = b64url(json.dumps({"alg": ["RS256"]}).encode())
+    response = await client.put("/policies/SgxEnclave", content=f"{header}.e30.c2ln")
+    _denied(response, 400, "InvalidPolicy", "not supported")
+
+
 async def test_policy_from_untrusted_signer_is_refused(
     make_service: ServiceFactory, client_for: ClientFor
 ) -> None:
@@ -376,6 +433,30 @@ async def test_get_put_reset_policy_round_trip(client: httpx.AsyncClient, ring: 
     payload = json.loads(base64.urlsafe_b64decode(stored.split(".")[1] + "=="))
     text = base64.urlsafe_b64decode(payload["AttestationPolicy"] + "==").decode()
     assert text == DEFAULT_SGX_POLICY
+
+
+async def test_without_a_policy_signer_policy_changes_are_refused(
+    make_service: ServiceFactory, client_for: ClientFor
+) -> None:
+    client = client_for(make_service(insecure_unsigned_policy_changes=False))
+    unsigned = json.dumps(unsigned_policy_jws(POLICY_V2))
+    _denied(
+        await client.put("/policies/SgxEnclave", content=unsigned),
+        403,
+        "PolicyChangesDisabled",
+        "no policy signer",
+    )
+    key, cert = _signer()
+    signed = _signed_jws(POLICY_V2, key, cert)  # any self-chosen key would do: refuse it too
+    _denied(
+        await client.put("/policies/SgxEnclave", content=signed),
+        403,
+        "PolicyChangesDisabled",
+        "no policy signer",
+    )
+    reset = await client.post("/policies/SgxEnclave:reset", content=unsigned_policy_jws(None))
+    _denied(reset, 403, "PolicyChangesDisabled", "no policy signer")
+    assert (await client.get("/policies/SgxEnclave")).status_code == 200  # reading stays open
 
 
 async def test_bad_policy_text_is_rejected_with_position(client: httpx.AsyncClient) -> None:
@@ -421,6 +502,17 @@ async def test_key_release_refuses_forged_and_draft_tokens(
     forged = f"{head}.{b64url(json.dumps(claims).encode())}.{sig}"
     response = await client.post("/keys/app/release", json={"target": forged})
     _denied(response, 401, "InvalidToken", "signature")
+
+
+async def test_broken_release_policy_file_is_a_server_fault(
+    client: httpx.AsyncClient, sim: Sim, keys_dir: Path
+) -> None:
+    """The caller cannot fix the operator's policy file: 503 naming the file, not a 400."""
+    (keys_dir / "app.policy.json").write_text('{"anyOf": []}')
+    token = (await client.post(ATTEST, json=sim.body())).json()["token"]
+    response = await client.post("/keys/app/release", json={"target": token})
+    _denied(response, 503, "ServiceUnavailable", "app.policy.json")
+    assert "value" not in response.json()
 
 
 async def test_unknown_key_is_404(client: httpx.AsyncClient, sim: Sim) -> None:
@@ -493,3 +585,44 @@ async def test_mutated_quotes_are_rejected_never_attested(
     response = await client.post(ATTEST, json=sim.body(bytes(quote)))
     assert response.status_code in (400, 401), response.text
     assert "token" not in response.json()
+
+
+async def test_intel_rooted_quote_is_not_marked_simulated(vectors: Path, sim: Sim) -> None:
+    """A real Intel quote stays unmarked even when a simulated root is also trusted."""
+    sample = vectors / "Phala-Network_dcap-qvl" / "sample"
+    bundle = Collateral.from_json((sample / "sgx_quote_collateral.json").read_text())
+
+    def lookup(quote: Quote) -> Collateral:
+        return bundle
+
+    appraiser = DcapAppraiser(lookup, extra_root=sim.platform.root_certificate())
+    at = datetime(2025, 7, 1, tzinfo=UTC)
+    evidence = await appraiser.appraise((sample / "sgx_quote").read_bytes(), now=at)
+    assert evidence.simulated is False
+    assert evidence.tcb_status == "ConfigurationAndSWHardeningNeeded"
+
+
+async def test_collateral_is_not_fetched_for_untrusted_chains_or_tdx(
+    vectors: Path, sim: Sim
+) -> None:
+    """The FMSPC comes from the unverified PCK certificate: no PCCS call unless it chains."""
+    asked: list[Quote] = []
+
+    def lookup(quote: Quote) -> Collateral:
+        asked.append(quote)
+        return sim.platform.collateral(datetime.now(UTC))
+
+    now = datetime.now(UTC)
+    untrusting = DcapAppraiser(lookup)  # the simulated root is not trusted
+    with pytest.raises(UntrustedRoot, match="collateral was not fetched"):
+        await untrusting.appraise(sim.quote(), now=now)
+    other_root = SimPlatform(seed="another platform").root_certificate()
+    with pytest.raises(UntrustedRoot):
+        await DcapAppraiser(lookup, extra_root=other_root).appraise(sim.quote(), now=now)
+    tdx = (vectors / "Phala-Network_dcap-qvl" / "sample" / "tdx_quote").read_bytes()
+    with pytest.raises(QuoteFormatUnsupported, match="expected an SGX quote"):
+        await untrusting.appraise(tdx, now=now)
+    assert asked == []
+    trusting = DcapAppraiser(lookup, extra_root=sim.platform.root_certificate())
+    assert (await trusting.appraise(sim.quote(), now=now)).simulated is True
+    assert len(asked) == 1

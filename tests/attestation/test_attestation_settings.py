@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,7 +12,12 @@ from attestation_testlib import Sim
 
 from confnode.attestation import PolicyStore, unsigned_policy_jws
 from confnode.attestation._policies import read_policy_jws, stored
-from confnode.attestation._server import Settings, build_service, collateral_client
+from confnode.attestation._server import (
+    Settings,
+    build_service,
+    collateral_client,
+    worker_settings,
+)
 from confnode.errors import CollateralFetchError, InvalidInput
 from confnode.policy import DEFAULT_SGX_POLICY
 
@@ -60,6 +66,15 @@ def test_offline_collateral_bundles_serve_their_platform(tmp_path: Path, sim: Si
         client.for_quote(parse_quote(other.quote()))
 
 
+def test_offline_bundle_that_is_not_utf8_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "broken.json").write_bytes(b"\xff\xfe not a bundle")
+    settings = Settings(
+        signing_key_dir=str(tmp_path / "k"), insecure_http=True, collateral_dir=str(tmp_path)
+    )
+    with pytest.raises(InvalidInput, match=r"broken\.json.*not valid UTF-8"):
+        collateral_client(settings)
+
+
 def test_build_service_creates_signing_key_and_trusts_extra_root(tmp_path: Path, sim: Sim) -> None:
     (tmp_path / "bundles").mkdir()
     (tmp_path / "bundles" / "b.json").write_text(sim.platform.collateral_json())
@@ -86,3 +101,42 @@ def test_policy_file_is_shared_between_replicas(tmp_path: Path) -> None:
     assert json.loads(path.read_text())["text"] == POLICY
     second.set(None)
     assert first.current().text == DEFAULT_SGX_POLICY
+
+
+def test_new_key_refuses_to_overwrite_and_unreleasable_names(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from confnode.cli import main_group
+
+    def new_key(name: str) -> tuple[int, str]:
+        args = ["attestation", "new-key", name, "--keys-dir", str(tmp_path), "--authority", "x"]
+        result = CliRunner().invoke(main_group, args)
+        return result.exit_code, result.output
+
+    assert new_key("app")[0] == 0
+    original = (tmp_path / "app.key").read_bytes()
+    code, output = new_key("app")
+    assert code != 0 and "already exists" in output
+    assert (tmp_path / "app.key").read_bytes() == original
+    code, output = new_key("app.v2")  # the key store could never serve this name
+    assert code != 0 and "invalid" in output
+    assert not (tmp_path / "app.v2.key").exists()
+
+
+def test_workers_share_a_policy_file_even_without_policy_file(tmp_path: Path, sim: Sim) -> None:
+    """Each uvicorn worker is a process: a PUT must reach the other workers' policy too."""
+    (tmp_path / "bundles").mkdir()
+    (tmp_path / "bundles" / "b.json").write_text(sim.platform.collateral_json())
+    settings = Settings(
+        signing_key_dir=str(tmp_path / "signing"),
+        insecure_http=True,
+        collateral_dir=str(tmp_path / "bundles"),
+        workers=2,
+    )
+    shared = Settings.from_json(worker_settings(settings, tmp_path / "scratch").to_json())
+    (tmp_path / "scratch").mkdir()
+    first, second = build_service(shared), build_service(shared)
+    first.policies.set(stored(POLICY))
+    assert second.policies.current().text == POLICY
+    explicit = Settings(**{**asdict(settings), "policy_file": str(tmp_path / "mine.json")})
+    assert worker_settings(explicit, tmp_path / "scratch") == explicit

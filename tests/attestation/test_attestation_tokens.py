@@ -102,6 +102,13 @@ def test_validation_checks_issuer_lifetime_and_kid(issuer: TokenIssuer, tmp_path
         validate_token(f"{head}.{raw}.{sig}", jwks, issuer=URL, now=NOW)
 
 
+def test_validation_rejects_deeply_nested_header(issuer: TokenIssuer) -> None:
+    """json.loads raises RecursionError, not ValueError, on deep nesting; still a token error."""
+    head = base64.urlsafe_b64encode(b"[" * 100_000 + b"]" * 100_000).rstrip(b"=").decode()
+    with pytest.raises(TokenValidationError, match="not base64url JSON"):
+        validate_token(f"{head}.e30.sig", issuer.ring.jwks(NOW), issuer=URL, now=NOW)
+
+
 def test_key_directory_persists_key_with_private_mode(tmp_path: Path) -> None:
     first = KeyDirectory(tmp_path).load_or_create(URL, NOW)
     again = KeyDirectory(tmp_path).load_or_create(URL, NOW)
@@ -234,10 +241,22 @@ def test_release_policy_any_of_and_legacy_condition_form() -> None:
     assert evaluate_release_policy(policy, GOOD, issuer=URL).allowed
 
 
+def test_release_policy_compares_huge_numbers_without_overflow() -> None:
+    """Integers beyond float range (JSON runtime data may carry them) compare exactly."""
+    policy = parse_release_policy(
+        {"anyOf": [{"authority": URL, "allOf": [{"claim": "x-ms-runtime.n", "greater": 1}]}]}
+    )
+    huge = {**GOOD, "x-ms-runtime": {"n": 10**400}}
+    assert evaluate_release_policy(policy, huge, issuer=URL).allowed
+    tiny = {**GOOD, "x-ms-runtime": {"n": -(10**400)}}
+    assert not evaluate_release_policy(policy, tiny, issuer=URL).allowed
+
+
 @pytest.mark.parametrize(
     ("doc", "needle"),
     [
         ("{", "not JSON"),
+        ("[" * 100_000, "not JSON"),
         ({"version": "2.0"}, "version '2.0'"),
         ({"anyOf": []}, "non-empty list"),
         ({"anyOf": [{"allOf": [{"claim": "a", "equals": 1}]}]}, "no 'authority'"),

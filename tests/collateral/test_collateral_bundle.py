@@ -104,6 +104,25 @@ def test_bundle_is_weak_referenceable_and_hashable(dcap_qvl_dir: Path) -> None:
     assert {bundle: 1}[Collateral.from_json(bundle.to_json())] == 1
 
 
+def test_chains_given_as_lists_are_frozen(dcap_qvl_dir: Path) -> None:
+    """Verifiers cache per bundle object, so its chains must not change after construction."""
+    parsed = Collateral.from_json(_bundle_text(dcap_qvl_dir, "sgx_quote"))
+    chain = list(parsed.tcb_info_issuer_chain)
+    bundle = Collateral(
+        pck_crl_issuer_chain=list(parsed.pck_crl_issuer_chain),  # type: ignore[arg-type]
+        root_ca_crl=parsed.root_ca_crl,
+        pck_crl=parsed.pck_crl,
+        tcb_info_issuer_chain=chain,  # type: ignore[arg-type]
+        tcb_info=parsed.tcb_info,
+        qe_identity_issuer_chain=list(parsed.qe_identity_issuer_chain),  # type: ignore[arg-type]
+        qe_identity=parsed.qe_identity,
+    )
+    chain.reverse()
+    assert bundle.tcb_info_issuer_chain == parsed.tcb_info_issuer_chain
+    assert isinstance(bundle.pck_crl_issuer_chain, tuple)
+    assert bundle == parsed and hash(bundle) == hash(parsed)
+
+
 def test_from_json_accepts_der_pem_and_byte_arrays_for_crls(dcap_qvl_dir: Path) -> None:
     text = _bundle_text(dcap_qvl_dir, "sgx_quote")
     reference = Collateral.from_json(text)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import shlex
 import shutil
 import subprocess
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 import jsonschema
@@ -246,3 +247,139 @@ def test_webhooks_only_block_opted_in_pods() -> None:
 def test_own_namespace_is_exempt_from_webhooks() -> None:
     namespace = next(d for d in render("overlays/sim") if d["kind"] == "Namespace")
     assert namespace["metadata"]["labels"]["confnode.io/webhook"] == "disabled"
+
+
+def _run_as_user(spec: dict[str, Any], container: dict[str, Any]) -> int | None:
+    for context in (container.get("securityContext", {}), spec.get("securityContext", {})):
+        if "runAsUser" in context:
+            return int(context["runAsUser"])
+    return None
+
+
+def test_non_root_writers_of_host_paths_get_them_chowned_first(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    """kubelet creates hostPath directories root-owned: a non-root container can write one only
+    after an earlier root init container chowned it (its command names the mount path)."""
+    target, docs = rendered
+    for doc in docs:
+        for spec in _pod_specs(doc):
+            host_paths = {v["name"] for v in spec.get("volumes", []) if "hostPath" in v}
+            prepared: set[str] = set()
+            for container in spec.get("initContainers", []) + spec["containers"]:
+                where = f"{target} {doc['metadata']['name']}/{container['name']}"
+                uid = _run_as_user(spec, container)
+                script = " ".join(container.get("command", []))
+                for mount in container.get("volumeMounts", []):
+                    if mount["name"] not in host_paths or mount.get("readOnly"):
+                        continue
+                    if uid == 0:
+                        if "chown" in script and mount["mountPath"] in script:
+                            prepared.add(mount["name"])
+                    else:
+                        assert mount["name"] in prepared, f"{where} cannot write {mount}"
+
+
+def test_probe_sees_the_platform_state_it_quotes_for(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    target, docs = rendered
+    for doc in docs:
+        for spec in _pod_specs(doc):
+            for container in spec.get("initContainers", []) + spec["containers"]:
+                mounts = [m["mountPath"] for m in container.get("volumeMounts", [])]
+                for argv in _confnode_invocations(container):
+                    if argv[:2] != ["node", "probe"]:
+                        continue
+                    state = [a.split("=", 1)[1] for a in argv if a.startswith("--state=")]
+                    assert state, f"{target} {doc['metadata']['name']}: probe without --state"
+                    assert any(state[0].startswith(m) for m in mounts), (target, state, mounts)
+
+
+def test_containerised_host_detection_uses_the_cpuid_instruction(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    """Through a /host/dev mount the device cgroup refuses /dev/cpu/*/cpuid: use the instruction."""
+    target, docs = rendered
+    for doc in docs:
+        for spec in _pod_specs(doc):
+            for container in spec.get("initContainers", []) + spec["containers"]:
+                for argv in _confnode_invocations(container):
+                    if any(a.startswith("--dev-root=") and a != "--dev-root=/dev" for a in argv):
+                        assert "--cpuid=native" in argv, f"{target} {container['name']}: {argv}"
+
+
+def test_node_agent_may_only_patch_nodes() -> None:
+    """The agent's API calls are PATCH nodes/<self> (labels) and nodes/<self>/status (EPC)."""
+    role = next(
+        d
+        for d in render("overlays/sim")
+        if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "confnode-node-agent"
+    )
+    assert sorted((r["resources"], r["verbs"]) for r in role["rules"]) == [
+        (["nodes"], ["patch"]),
+        (["nodes/status"], ["patch"]),
+    ]
+
+
+def test_attestation_issuer_is_its_service(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    """Tokens name the service as iss (relying parties fetch its /certs), never 0.0.0.0."""
+    target, docs = rendered
+    services = {
+        f"{d['metadata']['name']}.{d['metadata']['namespace']}.svc"
+        for d in docs
+        if d["kind"] == "Service"
+    }
+    names = {n for d in docs if d["kind"] == "Certificate" for n in d["spec"]["dnsNames"]}
+    for doc in docs:
+        for spec in _pod_specs(doc):
+            for container in spec["containers"]:
+                for argv in _confnode_invocations(container):
+                    if argv[:2] != ["attestation", "serve"]:
+                        continue
+                    issuer = [a.split("=", 1)[1] for a in argv if a.startswith("--issuer=")]
+                    assert issuer, f"{target}: attestation serve without --issuer"
+                    host = urlsplit(issuer[0]).hostname
+                    assert host in services and host in names, (target, issuer, services)
+
+
+def test_every_namespaced_object_lands_in_confnode_system(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    """Certificates, the Issuer and the sim PCCS must sit next to the pods that mount their
+    Secrets and the URLs that name them (…confnode-system.svc), not in kubectl's namespace."""
+    target, docs = rendered
+    if target in ("samples", "examples"):
+        return
+    cluster_scoped = {
+        "Namespace",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+        "NodeFeatureRule",
+    }
+    for doc in docs:
+        if doc["kind"] not in cluster_scoped:
+            where = f"{target} {doc['kind']}/{doc['metadata']['name']}"
+            assert doc["metadata"].get("namespace") == "confnode-system", where
+
+
+def test_node_checks_see_the_quote_helper_socket(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    """doctor and the agent label confnode.io/sgx.aesm from the socket: they must both see it."""
+    target, docs = rendered
+    for doc in docs:
+        for spec in _pod_specs(doc):
+            for container in spec.get("initContainers", []) + spec["containers"]:
+                mounts = {m["mountPath"] for m in container.get("volumeMounts", [])}
+                for argv in _confnode_invocations(container):
+                    simulated = any(a.startswith("--sim-epc") for a in argv)
+                    if argv[:1] not in (["doctor"], ["device-plugin"]) or simulated:
+                        continue
+                    socket = next(
+                        (a.split("=", 1)[1] for a in argv if a.startswith("--aesm-socket=")),
+                        "/var/run/aesmd/aesm.socket",
+                    )
+                    assert str(PurePosixPath(socket).parent) in mounts, (target, container["name"])

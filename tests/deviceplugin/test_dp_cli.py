@@ -15,6 +15,7 @@ from confnode.cli import main_group
 from confnode.deviceplugin import (
     AKS_EPC_RESOURCE,
     MIB,
+    AgentConfig,
     DevicePluginAgent,
     DeviceResource,
     SgxNode,
@@ -175,3 +176,40 @@ def test_detected_host_tree_feeds_the_plan(tmp_path: Path) -> None:
     assert driver.present()
     (tmp_path / "dev" / "sgx_enclave").unlink()
     assert not driver.present()
+
+
+def test_detected_labels_report_the_aesm_socket_only_when_it_was_looked_for(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "dev").mkdir()
+    (tmp_path / "dev" / "sgx_enclave").write_text("")
+    x86 = tmp_path / "sys" / "devices" / "system" / "node" / "node0" / "x86"
+    x86.mkdir(parents=True)
+    (x86 / "sgx_total_bytes").write_text(str(64 << 20))
+    roots = HostRoots(
+        dev=tmp_path / "dev", sys=tmp_path / "sys", proc=tmp_path / "proc", boot=tmp_path / "boot"
+    )
+    socket = tmp_path / "aesmd" / "aesm.socket"
+    assert "confnode.io/sgx.aesm" not in detect_node(roots).labels  # unknown, not "false"
+    assert detect_node(roots, aesm_socket=socket).labels["confnode.io/sgx.aesm"] == "false"
+    socket.parent.mkdir()
+    socket.write_text("")
+    detected = detect_node(roots, aesm_socket=socket)
+    assert detected.labels["confnode.io/sgx.aesm"] == "true"
+
+    # The agent's published labels follow the socket after start-up.
+    config = AgentConfig(
+        plugin_dir=tmp_path, aesm_socket=socket, node_name="n1", node_labels=detected.labels
+    )
+    agent = DevicePluginAgent(detected.node, config, patcher=_NoPatcher())
+    assert agent.current_labels()["confnode.io/sgx.aesm"] == "true"
+    socket.unlink()
+    assert agent.current_labels()["confnode.io/sgx.aesm"] == "false"
+
+
+class _NoPatcher:
+    async def patch_capacity(self, node_name: str, capacity: object) -> None:
+        raise AssertionError("not called")
+
+    async def patch_labels(self, node_name: str, labels: object) -> None:
+        raise AssertionError("not called")

@@ -17,6 +17,7 @@ from confnode.deviceplugin import (
     PROVISION_RESOURCE,
     DevicePathsProbe,
     DevicePluginAgent,
+    DevicePluginError,
     EpcMode,
     PluginSocketInUse,
     SgxNode,
@@ -296,8 +297,17 @@ async def test_refuses_a_socket_another_process_serves(plugin_dir, sim_node, con
         agent = DevicePluginAgent(sim_node, config_for(plugin_dir))
         with pytest.raises(PluginSocketInUse):
             await agent.run()
+        assert (plugin_dir / EPC_SOCK).exists()  # the live process keeps its socket
     finally:
         squatter.close()
+
+
+async def test_unremovable_socket_path_is_a_plugin_error(plugin_dir, sim_node, config_for):
+    (plugin_dir / EPC_SOCK).mkdir()  # not a socket and cannot be unlinked
+    agent = DevicePluginAgent(sim_node, config_for(plugin_dir))
+    with pytest.raises(DevicePluginError, match="cannot remove the stale socket"):
+        await agent.run()
+    assert (plugin_dir / EPC_SOCK).is_dir()
 
 
 async def test_stale_socket_file_is_replaced(kubelet, plugin_dir, sim_node, config_for, run_agent):

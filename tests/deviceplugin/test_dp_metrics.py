@@ -149,3 +149,41 @@ def test_metrics_are_served_over_http_from_a_private_registry() -> None:
     assert "confnode_kubelet_restarts_total 1.0" in text
     assert "confnode_quote_helper_up 1.0" in text
     assert "python_gc_objects_collected_total" not in text  # not the global registry
+
+
+def test_docs_metrics_table_matches_the_registry() -> None:
+    """docs/metrics.md's node-agent table names every family with its type and labels."""
+    docs = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
+    section = docs.read_text().split("## Node agent", 1)[1].split("\n## ", 1)[0]
+    documented: dict[str, tuple[str, frozenset[str]]] = {}
+    for row in section.splitlines():
+        cells = [c.strip() for c in row.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0].startswith("`confnode_"):
+            labels = frozenset(
+                part.split()[0].strip("`")
+                for part in cells[2].split(",")
+                if part.strip().startswith("`")
+            )
+            documented[cells[0].strip("`")] = (cells[1], labels)
+
+    metrics = NodeAgentMetrics()
+
+    class Alloc:
+        namespace, pod, container, resource, bytes = "ns", "p", "c", AKS_EPC_RESOURCE, MIB
+
+    metrics.set_epc_capacity([(0, MIB)])
+    metrics.set_mode(AKS_EPC_RESOURCE, "devices")
+    metrics.set_allocations([Alloc()])
+    metrics.set_devices(AKS_EPC_RESOURCE, count=1, healthy=True)
+    metrics.registration_result(AKS_EPC_RESOURCE, True)
+    metrics.registration_result(AKS_EPC_RESOURCE, False)
+    metrics.kubelet_restarted()
+    metrics.set_quote_helper_up(True)
+    metrics.node_status_patched(True)
+    metrics.pod_resources_errors.inc()
+    exposed: dict[str, tuple[str, frozenset[str]]] = {}
+    for family in metrics.registry.collect():
+        name = family.name + ("_total" if family.type == "counter" else "")
+        labels = frozenset(key for s in family.samples if s.name == name for key in s.labels)
+        exposed[name] = (family.type, labels)
+    assert exposed == documented

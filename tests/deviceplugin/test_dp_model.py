@@ -229,3 +229,16 @@ def test_preferred_allocation_properties(data: st.DataObject, per_node: list[int
     )
     if one_node_fits and size > 0:
         assert len({epc.numa_of(d) for d in chosen}) == 1
+
+
+@pytest.mark.parametrize("device_id", ["1" * 5000, "9" * 20, "enclave-" + "1" * 5000])
+def test_absurdly_long_device_ids_are_unknown_not_a_crash(device_id: str) -> None:
+    node = SgxNode.from_numa_map({0: 28 * MIB, 1: 28 * MIB}, ("/dev/sgx_enclave",))
+    epc = DeviceResource.epc(node)
+    pool = DeviceResource.pool(ResourceKind.ENCLAVE, node, ENCLAVE_RESOURCE, 5)
+    for resource in (epc, pool):
+        with pytest.raises(UnknownDeviceError):
+            resource.allocate([device_id], aesm_host_dir=None)
+        with pytest.raises(UnknownDeviceError):
+            resource.preferred([], [device_id], 1)
+        assert resource.preferred([device_id], [], 1) == []

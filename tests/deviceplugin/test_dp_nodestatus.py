@@ -24,8 +24,10 @@ from confnode.deviceplugin import (
     SgxNode,
     capacity_json_patch,
     epc_capacity,
+    labels_merge_patch,
     simulated_node_labels,
 )
+from confnode.deviceplugin.nodestatus import MANAGED_LABEL_KEYS
 from confnode.metrics import NodeAgentMetrics
 
 
@@ -213,3 +215,23 @@ async def test_publisher_keeps_node_labels(service_account: Path) -> None:
         "confnode.io/sgx.epc-numa-nodes": "2",
     }
     assert server.node["status"]["capacity"] == {"cpu": "4"}  # labels never touch status
+
+
+async def test_label_patch_removes_stale_confnode_labels_only(service_account: Path) -> None:
+    server = StubApiServer("dc-node-1")
+    server.node["metadata"]["labels"] = {
+        "confnode.io/sgx.simulated": "true",  # the node ran with --sim-epc before
+        "confnode.io/sgx.flc": "true",  # a fact that is unknown now
+        "team": "payments",  # not ours
+    }
+    patcher = _patcher(server, service_account)
+    publisher = NodePublisher(patcher, "dc-node-1", {}, lambda: {"confnode.io/sgx": "true"})
+    try:
+        assert await publisher.publish_once()
+    finally:
+        await patcher.aclose()
+    assert server.node["metadata"]["labels"] == {"confnode.io/sgx": "true", "team": "payments"}
+    (request,) = server.requests
+    sent = request["body"]["metadata"]["labels"]  # type: ignore[index]
+    assert set(sent) == set(MANAGED_LABEL_KEYS)
+    assert labels_merge_patch({"confnode.io/sgx": "true"}) == request["body"]

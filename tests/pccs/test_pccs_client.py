@@ -148,6 +148,7 @@ def test_refreshes_before_next_update_and_survives_outages(
     fake.down = True
     assert client.get("53494D000000", "platform") is first  # outage: still-valid cache served
     fake.down = False
+    fake.now += timedelta(minutes=1)  # the default retry_after
     refreshed = client.get("53494D000000", "platform")
     assert refreshed.tcb_info.info.issue_date > first.tcb_info.info.issue_date
     fake.now = refreshed.earliest_next_update + timedelta(seconds=1)
@@ -212,6 +213,12 @@ def test_httpx_fetcher_wraps_transport_errors() -> None:
     fetcher.close()
 
 
+def test_httpx_fetcher_wraps_an_unparsable_url() -> None:
+    # e.g. a CRL distribution point taken from a certificate the service sent
+    with pytest.raises(CollateralFetchError, match="failed"):
+        HttpxFetcher().get("http://[::1", {})
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     host=st.from_regex(r"[a-z][a-z0-9.-]{0,20}(:[0-9]{1,5})?", fullmatch=True),
@@ -225,8 +232,87 @@ def test_api_base_normalises_every_spelling(host: str, scheme: str, suffix: str)
 @settings(max_examples=60, deadline=None)
 @given(st.text(max_size=30))
 def test_api_base_rejects_non_http_urls(text: str) -> None:
-    if text.startswith(("http://", "https://")):
+    host = text.partition("://")[2].rstrip("/")
+    if text.startswith(("http://", "https://")) and host and not host.startswith("/"):
         assert api_base(text).endswith("/sgx/certification/v4")
     else:
         with pytest.raises(InvalidInput):
             api_base(text)
+
+
+@pytest.mark.parametrize("fmspc", ["../../etc/x", "53494D00000/", "53494D0000001", "", "zz" * 6])
+def test_fmspc_that_is_not_12_hex_digits_never_reaches_a_path_or_url(
+    pccs_platform: SimPlatform, pccs_at: datetime, tmp_path: Path, fmspc: str
+) -> None:
+    fake = FakePcs(pccs_platform, pccs_at)
+    client = _client(fake, cache_dir=tmp_path / "cache")
+    with pytest.raises(InvalidInput, match="12 hex digits"):
+        client.get(fmspc, "processor")
+    assert fake.calls == []
+    assert not (tmp_path / "cache").exists()
+
+
+def test_cache_write_never_follows_a_planted_temp_symlink(
+    pccs_platform: SimPlatform, pccs_at: datetime, tmp_path: Path
+) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for name in ("sgx-53494D000000-platform.json.tmp", ".sgx-53494D000000-platform.json.tmp"):
+        (cache / name).symlink_to(victim)
+    client = CollateralClient(None, offline=True, cache_dir=cache)
+    client.add(pccs_platform.collateral(pccs_at))
+    assert victim.read_text() == "keep me"
+    assert Collateral.from_json((cache / "sgx-53494D000000-platform.json").read_text())
+
+
+def test_cache_entry_that_is_not_utf8_is_a_miss(
+    pccs_platform: SimPlatform, pccs_at: datetime, tmp_path: Path
+) -> None:
+    (tmp_path / "sgx-53494D000000-platform.json").write_bytes(b"\xff\xfe{")
+    fake = FakePcs(pccs_platform, pccs_at)
+    collateral = _client(fake, cache_dir=tmp_path).get("53494D000000", "platform")
+    assert collateral == pccs_platform.collateral(pccs_at)
+    assert fake.calls  # fetched instead of crashing on the corrupt entry
+
+
+def test_failed_refresh_is_retried_only_after_retry_after(
+    pccs_platform: SimPlatform, pccs_at: datetime
+) -> None:
+    fake = FakePcs(pccs_platform, pccs_at)
+    client = _client(fake, refresh_before=timedelta(days=2), retry_after=timedelta(minutes=5))
+    first = client.get("53494D000000", "platform")
+    fake.now = first.earliest_next_update - timedelta(days=1)  # refresh due
+    fake.down = True
+    assert client.get("53494D000000", "platform") is first
+    calls = len(fake.calls)
+    fake.now += timedelta(minutes=4)
+    assert client.get("53494D000000", "platform") is first
+    assert len(fake.calls) == calls  # no new attempt inside retry_after
+    fake.now += timedelta(minutes=2)
+    fake.down = False
+    assert client.get("53494D000000", "platform") is not first  # retried and refreshed
+    assert len(fake.calls) > calls
+
+
+@pytest.mark.parametrize("url", ["http://", "https:///", "http:///sgx/certification/v4"])
+def test_api_base_needs_a_host(url: str) -> None:
+    with pytest.raises(InvalidInput, match="name a host"):
+        api_base(url)
+
+
+def test_collateral_that_is_always_due_is_fetched_once_per_retry_after(
+    pccs_platform: SimPlatform, pccs_at: datetime
+) -> None:
+    fake = FakePcs(pccs_platform, pccs_at)
+    # nextUpdate (30 days) is always inside a 40-day refresh window: never "fresh".
+    client = _client(fake, refresh_before=timedelta(days=40), retry_after=timedelta(minutes=5))
+    first = client.get("53494D000000", "platform")
+    calls = len(fake.calls)
+    fake.now += timedelta(minutes=1)
+    assert client.get("53494D000000", "platform") is first
+    assert len(fake.calls) == calls
+    fake.now += timedelta(minutes=5)
+    client.get("53494D000000", "platform")
+    assert len(fake.calls) == 2 * calls

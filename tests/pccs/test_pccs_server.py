@@ -102,6 +102,13 @@ def test_pck_certificate_by_platform_identifiers(
         ("/pckcrl", {"ca": "root"}, 400),
         ("/pckcrl", {"ca": "processor", "encoding": "base64"}, 400),
         ("/pckcert", {"qeid": "00"}, 400),
+        ("/pckcert", {"qeid": "", "cpusvn": "00" * 16, "pcesvn": "0000", "pceid": "0000"}, 400),
+        (
+            "/pckcert",
+            {"encrypted_ppid": "zz", "cpusvn": "00" * 16, "pcesvn": "0000", "pceid": "0000"},
+            400,
+        ),
+        ("/tcb", {"fmspc": "53494D000000", "tcbEvaluationDataNumber": "\u0661\u0667"}, 400),
         ("/nonexistent", {}, 404),
     ],
 )

@@ -330,3 +330,13 @@ def test_native_can_be_forced_for_mounted_roots(make_tree: MakeTree) -> None:
     except CpuidUnavailable:
         pytest.skip("no native CPUID here")
     assert isinstance(cpuid_source_for(tree.roots, native=True), NativeCpuid)
+
+
+@pytest.mark.parametrize("cpuinfo", ["", "processor\t: 0\nvendor_id\t: GenuineIntel\n"])
+def test_cpuinfo_without_flags_is_unknown_not_disabled(make_tree: MakeTree, cpuinfo: str) -> None:
+    tree = make_tree("dcsv3")
+    Path(tree.roots.proc, "cpuinfo").write_text(cpuinfo)
+    p = run(tree)
+    assert p.cpu.sgx is True  # from CPUID
+    assert p.cpu.sgx_enabled is None and p.cpu.flc is True
+    assert p.can_run_enclaves

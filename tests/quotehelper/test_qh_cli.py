@@ -217,3 +217,97 @@ def test_probe_fetches_collateral_from_pccs(tmp_path: Path) -> None:
         helper.stop()
         server.should_exit = True
         thread.join(10)
+
+
+class _RefusingBackend:
+    """The platform's QE, except that every quote is refused with AESM_INVALID_REPORT."""
+
+    name = "refusing"
+
+    def __init__(self, platform: SimPlatform) -> None:
+        self.qe = platform.quoting_enclave
+
+    def target_info(self) -> bytes:
+        return self.qe.target_info()
+
+    def pub_key_id(self) -> bytes:
+        return self.qe.pub_key_id
+
+    def quote_size(self) -> int:
+        return self.qe.quote_size()
+
+    def quote(self, report: bytes, qe_report_info: bytes | None) -> tuple[bytes, bytes | None]:
+        from confnode.quotehelper import BackendError
+
+        raise BackendError("REPORT MAC mismatch", aesm_code=47)
+
+
+def test_probe_exits_1_when_the_helper_refuses_the_quote(tmp_path: Path) -> None:
+    """An AESM rejection (an InvalidInput subclass client-side) is a failed check, not exit 2."""
+    import tempfile
+
+    from qh_harness import start_helper
+
+    platform = SimPlatform(state_dir=tmp_path / "state")
+    short = Path(tempfile.mkdtemp(prefix="qhr-", dir="/tmp"))
+    helper = start_helper(_RefusingBackend(platform), short)
+    try:
+        base = ["node", "probe", "--socket", str(helper.socket_path)]
+        base += ["--state", str(tmp_path / "state")]
+        runner = CliRunner()
+        as_json = runner.invoke(main_group, [*base, "--json"])
+        assert as_json.exit_code == 1, as_json.output
+        report = json.loads(as_json.output)
+        assert report["failed_step"] == "quote"
+        assert report["error_type"] == "InvalidReportError"
+        plain = runner.invoke(main_group, base)
+        assert plain.exit_code == 1, plain.output
+        assert "InvalidReportError" in plain.output and "INVALID_REPORT" in plain.output
+    finally:
+        helper.stop()
+
+
+def test_probe_file_errors_are_one_line_errors(tmp_path: Path) -> None:
+    """Unwritable --quote-out, unreadable --collateral: exit codes, not tracebacks."""
+    import tempfile
+
+    from qh_harness import start_helper
+
+    from confnode.quotehelper import SimBackend
+
+    platform = SimPlatform(state_dir=tmp_path / "state")
+    short = Path(tempfile.mkdtemp(prefix="qhf-", dir="/tmp"))
+    helper = start_helper(SimBackend(platform.quoting_enclave), short)
+    try:
+        base = ["node", "probe", "--socket", str(helper.socket_path)]
+        base += ["--state", str(tmp_path / "state")]
+        runner = CliRunner()
+        unwritable = runner.invoke(main_group, [*base, "--quote-out", str(tmp_path / "no/q.bin")])
+        assert unwritable.exit_code == 3, unwritable.output
+        assert "cannot write the probe quote" in unwritable.output
+        binary = tmp_path / "collateral.json"
+        binary.write_bytes(b"\xff\xfe\x00garbage")
+        bad_bundle = runner.invoke(main_group, [*base, "--collateral", str(binary), "--json"])
+        assert bad_bundle.exit_code == 2, bad_bundle.output
+        report = json.loads(bad_bundle.output)
+        assert report["failed_step"] == "collateral" and "collateral bundle" in report["error"]
+    finally:
+        helper.stop()
+
+
+def test_quote_helper_busy_metrics_port_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(
+            main_group,
+            [
+                "quote-helper", "--backend", "sim", "--socket", str(tmp_path / "s"),
+                "--state", str(tmp_path / "state"),
+                "--metrics-port", str(port), "--metrics-address", "127.0.0.1",
+            ],
+        )  # fmt: skip
+    assert result.exit_code == 3, result.output
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in result.output
+    assert not (tmp_path / "s").exists()

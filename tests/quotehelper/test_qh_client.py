@@ -46,6 +46,7 @@ from confnode.sim import SimPlatform
         (45, InvalidReportError, InvalidInput),
         (47, InvalidReportError, InvalidInput),
         (48, AesmServiceUnavailable, InfrastructureError),
+        (49, AesmProtocolError, InfrastructureError),
         (999, AesmProtocolError, InfrastructureError),
     ],
 )
@@ -222,3 +223,29 @@ def test_full_listen_backlog_times_out(short_dir: Path) -> None:
         for filler in fillers:
             filler.close()
         listener.close()
+
+
+def test_connect_failures_are_service_unavailable(tmp_path: Path) -> None:
+    """Every failed connect is AesmServiceUnavailable, never a bare OSError."""
+    too_long = tmp_path / ("x" * 120)
+    with pytest.raises(AesmServiceUnavailable, match="cannot connect"):
+        QuoteClient(too_long).target_info()
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_bytes(b"")
+    with pytest.raises(AesmServiceUnavailable, match="cannot connect"):
+        QuoteClient(not_a_dir / "aesm.socket").target_info()
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("nan")])
+def test_client_rejects_non_positive_timeout(timeout: float) -> None:
+    with pytest.raises(InvalidInput, match="timeout must be a positive"):
+        QuoteClient("/nonexistent/aesm.socket", timeout=timeout)
+
+
+def test_out_of_range_buf_size_is_invalid_input() -> None:
+    """Checked before any I/O: protobuf would raise a bare ValueError on assignment."""
+    client = QuoteClient("/nonexistent/aesm.socket")
+    with pytest.raises(InvalidInput, match="uint32"):
+        client.get_quote_ex(bytes(432), buf_size=2**32)
+    with pytest.raises(InvalidInput, match="uint64"):
+        client.init_quote_ex(b_pub_key_id=True, buf_size=-1)

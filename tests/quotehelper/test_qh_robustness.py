@@ -20,7 +20,8 @@ from qh_independent import DEFAULT_KEY_ID, AesmProto, call, frame, transact_raw
 
 from confnode.client import QuoteClient
 from confnode.errors import InfrastructureError
-from confnode.quotehelper import SimBackend
+from confnode.quotehelper import AesmHandler, QuoteHelperServer, ServerConfig, SimBackend
+from confnode.quotehelper import server as server_module
 from confnode.sim import SimPlatform
 
 _SUITE = settings(
@@ -317,3 +318,70 @@ def test_connections_over_the_limit_are_closed(
     while helper.server._tasks and time.monotonic() < deadline:
         time.sleep(0.01)
     _healthy(aesm, helper)
+
+
+def test_live_socket_with_full_backlog_is_not_replaced(
+    platform: SimPlatform, short_dir: Path
+) -> None:
+    """A busy server (connect fails with EAGAIN) is live: its socket must not be unlinked."""
+    path = short_dir / "aesm.socket"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(0)  # never accepts
+    fillers: list[socket.socket] = []
+    try:
+        while len(fillers) < 64:
+            filler = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            filler.setblocking(False)
+            try:
+                filler.connect(str(path))
+            except BlockingIOError:
+                filler.close()
+                break
+            fillers.append(filler)
+        inode = path.stat().st_ino
+        with pytest.raises(InfrastructureError, match="already served"):
+            start_helper(SimBackend(platform.quoting_enclave), short_dir)
+        assert path.stat().st_ino == inode
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+
+
+def test_socket_path_in_unusable_directory_is_a_clear_error(
+    platform: SimPlatform, short_dir: Path
+) -> None:
+    (short_dir / "file").write_text("")
+    config = ServerConfig(socket_path=short_dir / "file" / "aesm.socket")
+    server = QuoteHelperServer(AesmHandler(SimBackend(platform.quoting_enclave)), config)
+    with pytest.raises(InfrastructureError, match="cannot serve"):
+        server._bind()
+
+
+def test_failed_bind_leaves_a_racing_servers_socket(
+    platform: SimPlatform, short_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another server binding the path between our stale check and our bind keeps its file."""
+    path = short_dir / "aesm.socket"
+    racer = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    real_socket = socket.socket
+
+    class Raced(real_socket):
+        def bind(self, address: object) -> None:
+            racer.bind(address)
+            racer.listen()
+            super().bind(address)  # EADDRINUSE
+
+    monkeypatch.setattr(server_module.socket, "socket", Raced)
+    config = ServerConfig(socket_path=path)
+    server = QuoteHelperServer(AesmHandler(SimBackend(platform.quoting_enclave)), config)
+    try:
+        with pytest.raises(InfrastructureError, match="cannot serve"):
+            server._bind()
+        monkeypatch.undo()
+        assert stat.S_ISSOCK(path.lstat().st_mode)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+            client.connect(str(path))  # still the racer's live socket
+    finally:
+        racer.close()

@@ -9,6 +9,8 @@ from typing import Any
 
 import dcap_qvl
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from confnode.errors import InvalidQuote
 from confnode.sgx import (
@@ -294,6 +296,18 @@ def test_undecodable_certificate_is_invalid_quote(sgx_quote_bytes: bytes) -> Non
     cert = CertificationData(5, pem)
     with pytest.raises(InvalidQuote) as info:
         cert.pck_certificates()
+    assert info.value.field == "certification_data.pck_chain[0]"
+
+
+def test_certificate_with_undecodable_subject_is_invalid_quote(sgx_quote_bytes: bytes) -> None:
+    """Names decode lazily in cryptography; a broken one must still be an InvalidQuote."""
+    pem = parse_quote(sgx_quote_bytes).signature_data.certification.pck_chain_pem
+    assert pem is not None
+    der = bytearray(x509.load_pem_x509_certificates(pem)[0].public_bytes(Encoding.DER))
+    der[der.index(b"Intel SGX PCK Certificate")] = 0xFF  # invalid UTF-8 in the subject CN
+    block = x509.load_der_x509_certificate(bytes(der)).public_bytes(Encoding.PEM)
+    with pytest.raises(InvalidQuote, match="does not decode") as info:
+        CertificationData(5, block).pck_certificates()
     assert info.value.field == "certification_data.pck_chain[0]"
 
 

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+from datetime import datetime, timedelta
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from verify_testpki import (
     CA_SERIAL,
     LEAF_SERIAL,
     LOW_SVNS,
     NOW,
+    ONE_SECOND,
     PCK_PCESVN,
     PCK_SVNS,
     TCB_SERIAL,
@@ -28,7 +32,9 @@ from verify_testpki import (
 from confnode.cli._vectors import VectorSet
 from confnode.collateral import Collateral, TcbStatus
 from confnode.errors import VerificationError
+from confnode.sgx import CertificationData, parse_quote
 from confnode.verify import (
+    CollateralExpired,
     CollateralMismatch,
     CollateralSignatureInvalid,
     CollateralVersionUnsupported,
@@ -107,6 +113,23 @@ def test_step4_pck_chain_der_garbage(dcapqvl: VectorSet) -> None:
         verify_quote(bytes(quote), dcapqvl.collateral(), at=dcapqvl.midpoint)
 
 
+def test_step6_undecodable_leaf_subject_is_named(dcapqvl: VectorSet) -> None:
+    parsed = parse_quote(dcapqvl.quote)
+    pem = parsed.signature_data.certification.pck_chain_pem
+    assert pem is not None
+    certs = x509.load_pem_x509_certificates(pem)
+    der = bytearray(certs[0].public_bytes(Encoding.DER))
+    der[der.index(b"Intel SGX PCK Certificate")] = 0xFF  # invalid UTF-8 in the CN
+    blocks = [x509.load_der_x509_certificate(bytes(der)), *certs[1:]]
+    chain = b"".join(c.public_bytes(Encoding.PEM) for c in blocks)
+    signature_data = dataclasses.replace(
+        parsed.signature_data, certification=CertificationData(5, chain)
+    )
+    quote = dataclasses.replace(parsed, signature_data=signature_data)
+    with pytest.raises(PckChainInvalid, match="leaf subject does not decode"):
+        verify_quote(quote, dcapqvl.collateral(), at=dcapqvl.midpoint)
+
+
 def test_step6_leaf_signature() -> None:
     with pytest.raises(PckChainInvalid, match="leaf certificate signature does not verify"):
         run(Scenario(leaf_signer=77))
@@ -127,6 +150,15 @@ def test_step9_root_crl_signature() -> None:
     forged = crl("Test SGX Root CA", key(99))
     bad = dataclasses.replace(collateral, root_ca_crl=forged)
     with pytest.raises(CrlInvalid, match="Root CA CRL: signature does not verify"):
+        verify_quote(quote, bad, at=NOW, trusted_root=root)
+
+
+def test_step9_root_crl_issuer_must_be_the_root() -> None:
+    """Signed by the root key is not enough: the issuer must name the root (QVL UNKNOWN_ISSUER)."""
+    quote, collateral, root = Scenario().build()
+    renamed = crl("Test SGX Other Root CA", key(11))
+    bad = dataclasses.replace(collateral, root_ca_crl=renamed)
+    with pytest.raises(CrlInvalid, match=r"Root CA CRL issuer .*Other Root CA.*; expected the"):
         verify_quote(quote, bad, at=NOW, trusted_root=root)
 
 
@@ -156,6 +188,11 @@ def test_step13_signing_chain() -> None:
 def test_step14_collateral_signature() -> None:
     with pytest.raises(CollateralSignatureInvalid, match="TCB Info signature does not verify"):
         run(Scenario(tamper_tcb_signature=True))
+
+
+def test_step15_tcb_type_must_be_zero() -> None:
+    with pytest.raises(CollateralVersionUnsupported, match="TCB Info tcbType 1; expected 0"):
+        run(Scenario(tcb_type=1))
 
 
 def test_step15_qe_identity_id() -> None:
@@ -227,6 +264,16 @@ def test_step20_qe_identity(change: dict[str, object], message: str | None) -> N
 def test_step20_qe_tcb_level_not_found() -> None:
     with pytest.raises(QeTcbLevelNotFound, match=r"QE ISVSVN 5 is below .*at least 6"):
         run(Scenario(qe_isv_svn=5))
+
+
+def test_step20_qe_tcb_level_is_judged_after_the_signatures_and_platform_level() -> None:
+    """QVL defers "QE ISVSVN not supported" to checkTcbLevel, after the quote signature and
+    after the platform level is selected."""
+    with pytest.raises(QuoteSignatureInvalid):
+        run(Scenario(qe_isv_svn=5, tamper_quote_signature=True))
+    with pytest.raises(TcbLevelNotFound) as info:
+        run(Scenario(qe_isv_svn=5, pck_svns=(0,) * 16))
+    assert info.value.step == "tcb-level"
 
 
 def test_step21_quote_signature() -> None:
@@ -320,6 +367,58 @@ def test_step10_revocation_is_a_verdict(change: dict[str, object], reason: str) 
 
     assert re.search(reason, result.revocation)
     assert result.to_json_dict()["status"] == "Revoked"
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        "root",
+        "ca",
+        "leaf",
+        "tcb",
+        "qe_tcb",
+        "crl_ca",
+        "tcb_info",
+        "qe_identity",
+        "root_ca_crl",
+        "pck_crl",
+    ],
+)
+def test_step24_every_item_counts_towards_expiry(item: str) -> None:
+    """QvE's earliest expiration covers every certificate of every chain, both CRLs and both
+    signed documents; each item alone, expiring first, decides it."""
+    soon = NOW + timedelta(days=2)
+    quote, collateral, root = Scenario(expires=((item, soon),)).build()
+    result = verify_quote(quote, collateral, at=NOW, trusted_root=root)
+    assert result.earliest_expiration == soon
+    assert result.collateral_expired is False
+    assert not verify_quote(quote, collateral, at=soon - ONE_SECOND, trusted_root=root).revoked
+    for at in (soon, soon + ONE_SECOND):
+        with pytest.raises(CollateralExpired, match="earliest expiration 2025-01-17T00:00:00Z"):
+            verify_quote(quote, collateral, at=at, trusted_root=root)
+        late = run_with(quote, collateral, root, at=at, allow_expired_collateral=True)
+        assert late.collateral_expired is True
+
+
+def test_skip_crl_skips_only_missing_crls() -> None:
+    """``insecure_skip_crl`` tolerates an absent CRL; a supplied one is still fully checked."""
+    quote, collateral, root = Scenario(root_revoked=(CA_SERIAL,)).build()
+    no_pck_crl = dataclasses.replace(collateral, pck_crl=None)
+    result = run_with(quote, no_pck_crl, root, insecure_skip_crl=True)
+    assert (result.status, result.crl_checked) == (TcbStatus.REVOKED, False)
+    quote, collateral, root = Scenario(pck_revoked=(LEAF_SERIAL,)).build()
+    no_root_crl = dataclasses.replace(collateral, root_ca_crl=None)
+    result = run_with(quote, no_root_crl, root, insecure_skip_crl=True)
+    assert (result.status, result.crl_checked) == (TcbStatus.REVOKED, False)
+    forged = dataclasses.replace(no_root_crl, pck_crl=crl("Test SGX PCK Processor CA", key(98)))
+    with pytest.raises(CrlInvalid, match="PCK CRL: signature does not verify"):
+        run_with(quote, forged, root, insecure_skip_crl=True)
+
+
+def run_with(
+    quote: bytes, collateral: Collateral, root: bytes, *, at: datetime = NOW, **kw: object
+) -> VerifiedQuote:
+    return verify_quote(quote, collateral, at=at, trusted_root=root, **kw)  # type: ignore[arg-type]
 
 
 def test_debug_enclave_is_reported_not_rejected() -> None:

@@ -146,3 +146,27 @@ def test_verify_revoked_exits_1_with_status(tmp_path: Path) -> None:
     assert code == 1
     assert "Revoked" in out
     assert "PCK certificate" in err
+
+
+def test_crafted_certificate_names_are_shown_literally(tmp_path: Path) -> None:
+    """Names from the quote reach rich: a "[/x]" in a CN must neither crash nor be eaten."""
+    raw, collateral, root = Scenario(leaf_cn="Evil [/x] [bold]SGX").build()
+    (tmp_path / "q.bin").write_bytes(raw)
+    (tmp_path / "c.json").write_text(collateral.to_json())
+    (tmp_path / "root.der").write_bytes(root)
+    code, out, err = invoke(
+        "quote",
+        "verify",
+        tmp_path / "q.bin",
+        "--collateral",
+        tmp_path / "c.json",
+        AT,
+        NOW.isoformat(),
+        "--trust-root",
+        tmp_path / "root.der",
+    )
+    assert (code, out) == (1, "")
+    assert "leaf CN is 'Evil [/x] [bold]SGX'" in err
+    code, out, _ = invoke("quote", "inspect", tmp_path / "q.bin")
+    assert code == 0
+    assert "Evil [/x] [bold]SGX" in out

@@ -277,6 +277,7 @@ def test_differential_real_sample(dcapqvl: VectorSet, vectors) -> None:  # type:
     assert seen["agree"] > 1800
     assert seen["presented-root-checked"] > 0
     assert seen["pck-crl-issuer-chain-checked"] > 0
+    assert seen["pem-framing-strict"] > 0
     assert seen["expiry-instant"] == 1
 
 

@@ -187,6 +187,7 @@ class Scenario:
     tcb_fmspc: bytes = FMSPC
     tcb_pce_id: bytes = b"\x00\x00"
     tcb_id: str = "SGX"
+    tcb_type: int = 0
     tcb_issue: datetime = ISSUE
     tcb_next: datetime = NEXT
     qe_levels: tuple[dict[str, Any], ...] = (qe_level(8, "UpToDate"), qe_level(6, "OutOfDate"))
@@ -219,24 +220,53 @@ class Scenario:
     tamper_qe_signature: bool = False
     tamper_tcb_signature: bool = False
     report_data: bytes = field(default=b"confnode".ljust(64, b"\0"))
+    #: Expiry overrides by item: certificates "root", "ca", "tcb", "leaf", plus "crl_ca" / "qe_tcb"
+    #: (a re-issue, same key and name, used only in the PCK CRL / QE Identity issuer chain), and
+    #: nextUpdate of "tcb_info", "qe_identity", "root_ca_crl", "pck_crl".
+    expires: tuple[tuple[str, datetime], ...] = ()
 
     def replace(self, **changes: Any) -> Scenario:
         return replace(self, **changes)
 
     def build(self) -> tuple[bytes, Collateral, bytes]:
         root_k, ca_k, other_ca_k, pck_k, tcb_k, att_k = (key(i) for i in (11, 12, 13, 14, 15, 16))
+        expires = dict(self.expires)
+        far = datetime(2040, 1, 1, tzinfo=UTC)
         root = cert(
-            "Test SGX Root CA", root_k, "Test SGX Root CA", root_k, serial=1, ca=True, pathlen=1
-        )
-        ca = cert(
-            "Test SGX PCK Processor CA",
-            ca_k,
             "Test SGX Root CA",
             root_k,
-            serial=2,
+            "Test SGX Root CA",
+            root_k,
+            serial=1,
             ca=True,
-            pathlen=0,
+            pathlen=1,
+            not_after=expires.get("root", far),
         )
+
+        def processor_ca(not_after: datetime) -> x509.Certificate:
+            return cert(
+                "Test SGX PCK Processor CA",
+                ca_k,
+                "Test SGX Root CA",
+                root_k,
+                serial=2,
+                ca=True,
+                pathlen=0,
+                not_after=not_after,
+            )
+
+        def tcb_signing(not_after: datetime) -> x509.Certificate:
+            return cert(
+                "Test SGX TCB Signing",
+                tcb_k,
+                "Test SGX Root CA",
+                root_k,
+                serial=4,
+                ca=False,
+                not_after=not_after,
+            )
+
+        ca = processor_ca(expires.get("ca", far))
         other_ca = cert(
             "Test SGX PCK Platform CA",
             other_ca_k,
@@ -246,7 +276,8 @@ class Scenario:
             ca=True,
             pathlen=0,
         )
-        tcb = cert("Test SGX TCB Signing", tcb_k, "Test SGX Root CA", root_k, serial=4, ca=False)
+        tcb = tcb_signing(expires.get("tcb", far))
+        qe_tcb = tcb_signing(expires["qe_tcb"]) if "qe_tcb" in expires else tcb
         extension = PckExtension(
             ppid=bytes(16),
             tcb=PckTcb(
@@ -264,6 +295,7 @@ class Scenario:
             serial=0x1234,
             ca=False,
             extension=encode_pck_extension(extension) if self.leaf_extension else None,
+            not_after=expires.get("leaf", far),
         )
         parts = {"leaf": leaf, "ca": ca, "root": root}
         chain_pem = pem(*(parts[p] for p in self.chain.split(",")))
@@ -272,10 +304,10 @@ class Scenario:
             "id": self.tcb_id,
             "version": 3,
             "issueDate": _iso(self.tcb_issue),
-            "nextUpdate": _iso(self.tcb_next),
+            "nextUpdate": _iso(expires.get("tcb_info", self.tcb_next)),
             "fmspc": self.tcb_fmspc.hex(),
             "pceId": self.tcb_pce_id.hex(),
-            "tcbType": 0,
+            "tcbType": self.tcb_type,
             "tcbEvaluationDataNumber": 17,
             "tcbLevels": list(self.levels),
         }
@@ -283,7 +315,7 @@ class Scenario:
             "id": self.qe_id,
             "version": 2,
             "issueDate": _iso(ISSUE),
-            "nextUpdate": _iso(NEXT),
+            "nextUpdate": _iso(expires.get("qe_identity", NEXT)),
             "tcbEvaluationDataNumber": 17,
             "miscselect": self.miscselect,
             "miscselectMask": self.miscselect_mask,
@@ -303,15 +335,33 @@ class Scenario:
             if self.platform_crl
             else (ca, ca_k, "Test SGX PCK Processor CA")
         )
+        if "crl_ca" in expires and not self.platform_crl:
+            crl_ca = processor_ca(expires["crl_ca"])
         collateral = Collateral.from_parts(
             tcb_info=SignedTcbInfo.from_parts(tcb_body, tcb_sig),
             tcb_info_issuer_chain=pem(tcb, root),
             qe_identity=SignedQeIdentity.from_parts(qe_body, raw_sign(tcb_k, qe_body.encode())),
-            qe_identity_issuer_chain=pem(tcb, root),
-            pck_crl=crl(crl_ca_name, crl_ca_k, self.pck_revoked) if self.with_crls else None,
+            qe_identity_issuer_chain=pem(qe_tcb, root),
+            pck_crl=(
+                crl(
+                    crl_ca_name,
+                    crl_ca_k,
+                    self.pck_revoked,
+                    next_update=expires.get("pck_crl", NEXT),
+                )
+                if self.with_crls
+                else None
+            ),
             pck_crl_issuer_chain=pem(crl_ca, root),
             root_ca_crl=(
-                crl("Test SGX Root CA", root_k, self.root_revoked) if self.with_crls else None
+                crl(
+                    "Test SGX Root CA",
+                    root_k,
+                    self.root_revoked,
+                    next_update=expires.get("root_ca_crl", NEXT),
+                )
+                if self.with_crls
+                else None
             ),
         )
 

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 from typing import Any
 
 import jsonpatch
 import pytest
 
+from confnode.cli._webhook import _namespace_policies
+from confnode.errors import InvalidInput
 from confnode.webhook import (
     NamespacePolicy,
     WebhookConfig,
     WebhookError,
     diff,
+    epc_bytes,
     mutate,
     validate,
 )
@@ -218,6 +222,8 @@ def test_requests_only_copied_to_limits() -> None:
             "largest node offers 256 MiB",
         ),
         (pod(container(limits={AZURE: "x"})), WebhookConfig(), "not a Kubernetes quantity"),
+        (pod(container(limits={INTEL: "1e31"})), WebhookConfig(), "exponent beyond ±30"),
+        (pod(container(limits={AZURE: "-1"})), WebhookConfig(), "negative EPC"),
         (
             pod(container(limits={INTEL: "1Mi"})),
             WebhookConfig(device_resource="confnode.io/sgx-enclave"),
@@ -272,3 +278,52 @@ def test_diff_round_trips_with_independent_patch_library() -> None:
     new = {"a/b": [1, 2, 3], "c~d": {"x": 2, "y": None}, "l": [3]}
     assert jsonpatch.apply_patch(old, diff(old, new)) == new
     assert diff(new, new) == []
+
+
+@pytest.mark.parametrize(
+    ("resource", "value", "expected"),
+    [
+        (INTEL, "1048576.00000000000000000000000001", (1 << 20) + 1),  # never rounded down
+        (INTEL, "123456789012345678901234567891", 123456789012345678901234567891),
+        (AZURE, "1.0000000000000000000000000001", (1 << 20) + 1),
+        (INTEL, "0", 0),
+        (AZURE, "0.5", 1 << 19),
+        (INTEL, "1m", 1),  # a thousandth of a byte still needs a whole byte
+    ],
+)
+def test_epc_conversion_is_exact_and_rounds_up(resource: str, value: str, expected: int) -> None:
+    assert epc_bytes(resource, value) == expected
+
+
+def test_long_fractional_quantity_converts_to_the_next_mib() -> None:
+    result, _ = patched(
+        pod(container(limits={INTEL: "1048576.00000000000000000000000001"})), WebhookConfig()
+    )
+    assert result["spec"]["containers"][0]["resources"]["limits"] == {AZURE: "2"}
+
+
+def _policies(tmp_path: Path, document: Any) -> dict[str, NamespacePolicy]:
+    path = tmp_path / "policies.json"
+    path.write_text(json.dumps(document))
+    return _namespace_policies(path)
+
+
+def test_namespace_policy_file_is_read_strictly(tmp_path: Path) -> None:
+    mre = "AB" * 32
+    policies = _policies(tmp_path, {"prod": {"forbidDebug": True, "allowedMrenclaves": [mre]}})
+    assert policies["prod"] == NamespacePolicy(True, frozenset({mre.lower()}), frozenset())
+    for bad, reason in [
+        ({"prod": {"forbidDebug": "false"}}, "expected true or false"),
+        ({"prod": {"allowedMrenclaves": mre}}, "64-digit MRENCLAVE"),  # a string, not a list
+        ({"prod": {"allowedMrsigners": ["cd"]}}, "64-digit MRSIGNER"),
+        ({"prod": {"allowedMrEnclaves": [mre]}}, "unknown keys"),  # a typo must not disable it
+        ({"prod": []}, "expected an object"),
+        ([], "keyed by namespace"),
+    ]:
+        with pytest.raises(InvalidInput, match=reason):
+            _policies(tmp_path, bad)
+
+
+def test_label_must_be_exactly_true_like_the_object_selector() -> None:
+    loud = pod(container(), labels={"confnode.io/sgx": "True"})
+    assert "patch" not in mutate(review(loud), WebhookConfig())["response"]

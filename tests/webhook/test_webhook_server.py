@@ -101,3 +101,62 @@ def test_certificate_reload(server: dict[str, Any]) -> None:
         assert client.get(server["url"] + "/healthz").status_code == 200
     with _client(server["ca"]) as client, pytest.raises(httpx.ConnectError):
         client.get(server["url"] + "/healthz")
+
+
+def test_bad_certificate_update_keeps_serving_the_old_one(server: dict[str, Any]) -> None:
+    tls: ReloadingTLS = server["tls"]
+    _write(trustme.CA(), server["dir"])  # a new certificate ...
+    (server["dir"] / "tls.key").write_text("half-written")  # ... whose key is not there yet
+    assert tls.maybe_reload() is False
+    with _client(server["ca"]) as client:
+        assert client.get(server["url"] + "/healthz").status_code == 200
+
+
+def test_deeply_nested_json_is_a_bad_request(server: dict[str, Any]) -> None:
+    with _client(server["ca"]) as client:
+        response = client.post(server["url"] + "/mutate", content=b"[" * 100_000)
+    assert response.status_code == 400
+    assert "nested too deeply" in response.json()["error"]
+
+
+async def _call(headers: list[tuple[bytes, bytes]], chunks: int) -> tuple[int, int]:
+    """POST ``chunks`` MiB to /validate through ASGI; (status, chunks the app consumed)."""
+    app = create_app(WebhookConfig())
+    consumed = 0
+    status = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal consumed
+        consumed += 1
+        more = consumed < chunks
+        return {"type": "http.request", "body": b" " * (1 << 20), "more_body": more}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "https",
+        "path": "/validate",
+        "raw_path": b"/validate",
+        "query_string": b"",
+        "headers": headers,
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 8443),
+    }
+    await app(scope, receive, send)
+    return status, consumed
+
+
+async def test_oversized_body_is_refused_without_buffering_it() -> None:
+    assert MAX_BODY < 4 << 20
+    status, consumed = await _call([], chunks=64)  # chunked: no Content-Length
+    assert status == 413
+    assert consumed <= 4
+    status, consumed = await _call([(b"content-length", str(64 << 20).encode())], chunks=64)
+    assert (status, consumed) == (413, 0)

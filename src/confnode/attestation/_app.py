@@ -41,6 +41,7 @@ from confnode.attestation._claims import (
 from confnode.attestation._evidence import Appraiser
 from confnode.attestation._keys import KeyNotFound, KeyStore
 from confnode.attestation._policies import (
+    PolicyChangesDisabled,
     PolicyJwsError,
     PolicyStore,
     UntrustedPolicySigner,
@@ -48,7 +49,13 @@ from confnode.attestation._policies import (
     stored,
     token_hash,
 )
-from confnode.errors import ConfnodeError, InfrastructureError, InvalidInput, VerificationError
+from confnode.errors import (
+    ConfnodeError,
+    InfrastructureError,
+    InvalidInput,
+    InvalidQuote,
+    VerificationError,
+)
 from confnode.policy import (
     PolicyDenied,
     PolicyParseError,
@@ -92,8 +99,10 @@ def _classify(error: ConfnodeError) -> tuple[int, str]:
         (PolicyParseError, 400, "InvalidPolicy"),
         (PolicyJwsError, 400, "InvalidPolicy"),
         (BindingMismatch, 400, "InvalidParameter"),
+        (InvalidQuote, 400, "InvalidQuote"),
         (InvalidInput, 400, "InvalidParameter"),
         (UntrustedPolicySigner, 401, "PolicySignerNotTrusted"),
+        (PolicyChangesDisabled, 403, "PolicyChangesDisabled"),
         (TokenValidationError, 401, "InvalidToken"),
         (PolicyDenied, 403, "PolicyDenied"),
         (VerificationError, 401, "AttestationFailed"),
@@ -115,6 +124,10 @@ class AttestationService:
     policies: PolicyStore
     keys: KeyStore
     signers: tuple[x509.Certificate, ...] = ()
+    #: Without policy signers, PUT/reset of the policy would be open to anyone who can reach the
+    #: service (MAA's AAD mode relies on Azure AD, which we do not have), so it is refused unless
+    #: this is set explicitly (``--insecure-allow-unsigned-policy-changes``).
+    insecure_unsigned_policy_changes: bool = False
     max_body: int = DEFAULT_MAX_BODY
     clock: Clock = utc_now
     #: When set, the signing keys are re-read from here (rotation without restart).
@@ -201,7 +214,7 @@ class AttestationService:
         raw = await self._body(request)
         try:
             return json.loads(raw)
-        except ValueError as error:
+        except (ValueError, RecursionError) as error:  # RecursionError: nesting too deep
             raise InvalidInput(f"request body is not JSON: {error}") from error
 
     @staticmethod
@@ -297,8 +310,18 @@ class AttestationService:
         token = self.tokens.sign({"x-ms-policy": current.jws}, self.clock())
         return JSONResponse({"token": token})
 
+    def _check_policy_changes_allowed(self) -> None:
+        if not self.signers and not self.insecure_unsigned_policy_changes:
+            raise PolicyChangesDisabled(
+                "policy changes are disabled: no policy signer is configured, so nothing could "
+                "authenticate them",
+                hint="start the service with --policy-signer CERT (or, for tests only, "
+                "--insecure-allow-unsigned-policy-changes)",
+            )
+
     async def put_policy(self, request: Request) -> Response:
         self._check_kind(request)
+        self._check_policy_changes_allowed()
         body = (await self._body(request)).decode("utf-8", "replace")
         upload = read_policy_jws(body, signers=self.signers, require_policy=True)
         assert upload.text is not None  # require_policy guarantees it
@@ -315,6 +338,7 @@ class AttestationService:
 
     async def reset_policy(self, request: Request) -> Response:
         self._check_kind(request)
+        self._check_policy_changes_allowed()
         body = (await self._body(request)).decode("utf-8", "replace")
         upload = read_policy_jws(body, signers=self.signers, require_policy=False)
         self.policies.set(None)

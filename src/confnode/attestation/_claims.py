@@ -35,6 +35,7 @@ class BindingMismatch(VerificationError):
 @dataclass(frozen=True, slots=True)
 class TimeData:
     data: bytes
+    is_json: bool  # dataType JSON (the document may itself be ``null``)
     json_value: Any | None  # the parsed document when dataType is JSON
 
 
@@ -52,8 +53,8 @@ def b64url_decode(value: Any, what: str) -> bytes:
     if not isinstance(value, str) or not value:
         raise InvalidInput(f"{what} must be a non-empty base64url string")
     text = value.strip().replace("+", "-").replace("/", "_").rstrip("=")
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    try:  # validate: characters outside the alphabet are an error, not silently dropped
+        return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError) as error:
         raise InvalidInput(f"{what} is not valid base64url: {error}") from error
 
@@ -75,9 +76,9 @@ def _time_data(value: Any, what: str) -> TimeData | None:
     if data_type == "JSON":
         try:
             parsed = json.loads(data)
-        except ValueError as error:
+        except (ValueError, RecursionError) as error:  # RecursionError: nesting too deep
             raise InvalidInput(f"{what} has dataType JSON but is not JSON: {error}") from error
-    return TimeData(data, parsed)
+    return TimeData(data, data_type == "JSON", parsed)
 
 
 def parse_attest_request(body: Any) -> AttestRequest:
@@ -145,11 +146,11 @@ def evidence_claims(request: AttestRequest, evidence: Evidence) -> dict[str, Any
         claims["x-ms-sgx-isv-extended-product-id"] = evidence.isv_ext_prod_id.hex()
         claims["x-ms-sgx-isv-family-id"] = evidence.isv_family_id.hex()
     if request.runtime is not None:
-        if request.runtime.json_value is not None:
+        if request.runtime.is_json:
             claims["x-ms-runtime"] = request.runtime.json_value
         else:
             claims["x-ms-sgx-ehd"] = b64url(request.runtime.data)
-    if request.init_time is not None and request.init_time.json_value is not None:
+    if request.init_time is not None and request.init_time.is_json:
         claims["x-ms-inittime"] = request.init_time.json_value
     return claims
 

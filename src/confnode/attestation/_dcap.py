@@ -9,24 +9,33 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from confnode.attestation._evidence import Evidence
 from confnode.collateral import Collateral, TcbStatus
 from confnode.errors import VerificationError
 from confnode.sgx import EcdsaSigData, Quote, parse_quote
-from confnode.verify import VerifiedQuote, verify_quote
+from confnode.verify import (
+    INTEL_SGX_ROOT_CA_PUBLIC_KEY,
+    QuoteFormatUnsupported,
+    UntrustedRoot,
+    VerifiedQuote,
+    verify_quote,
+)
 
 CollateralLookup = Callable[[Quote], Collateral]
 _DER = serialization.Encoding.DER
 _SPKI = serialization.PublicFormat.SubjectPublicKeyInfo
+_X962 = serialization.Encoding.X962
 
 
 #: How long a platform's collateral is reused before the collateral client is asked again.
@@ -54,6 +63,32 @@ def _sha(*parts: bytes) -> str:
     for part in parts:
         digest.update(part)
     return digest.hexdigest()
+
+
+def _root_points(der: bytes | None) -> tuple[bytes, ...]:
+    """The P-256 point of an extra root certificate (the verifier pins roots by this key)."""
+    if der is None:
+        return ()
+    key = x509.load_der_x509_certificate(der).public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        return ()  # never matches; the verifier rejects such a root with its own message
+    return (key.public_bytes(_X962, serialization.PublicFormat.UncompressedPoint),)
+
+
+def _chain_reaches(pem: bytes, roots: frozenset[bytes]) -> bool:
+    """Whether a PEM chain (leaf first) is signed link by link up to one of ``roots`` (P-256)."""
+    try:
+        certs = x509.load_pem_x509_certificates(pem)
+        if len(certs) < 2:
+            return False
+        for child, parent in itertools.pairwise(certs):
+            child.verify_directly_issued_by(parent)
+        key = certs[-1].public_key()
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        return False
+    return key.public_bytes(_X962, serialization.PublicFormat.UncompressedPoint) in roots
 
 
 def collateral_hashes(quote: bytes, collateral: Collateral) -> dict[str, str]:
@@ -90,7 +125,9 @@ class DcapAppraiser:
             _spki(x509.load_der_x509_certificate(extra_root)) if extra_root is not None else None
         )
         self._allow_expired = allow_expired_collateral
+        self._roots = frozenset({INTEL_SGX_ROOT_CA_PUBLIC_KEY, *_root_points(extra_root)})
         self._chain_roots: OrderedDict[bytes, bool] = OrderedDict()
+        self._trusted_chains: OrderedDict[bytes, bool] = OrderedDict()
         self._hashes: OrderedDict[int, tuple[Collateral, dict[str, str]]] = OrderedDict()
         self._hot: OrderedDict[bytes, tuple[float, Collateral]] = OrderedDict()
 
@@ -133,8 +170,36 @@ class DcapAppraiser:
         )
         return self._evidence(raw, collateral, verified, simulated)
 
+    def _check_before_fetch(self, quote: Quote) -> None:
+        """Refuse what cannot verify before asking the PCCS for collateral.
+
+        The FMSPC that keys the collateral comes from the quote's PCK certificate; unless that
+        certificate chains to a trusted root, anyone could make the service fetch collateral for
+        arbitrary FMSPCs. TDX quotes are refused here too (this route attests SGX enclaves).
+        """
+        if not quote.is_sgx:
+            raise QuoteFormatUnsupported(
+                f"TEE type {quote.header.tee_type:#x} (version {quote.header.version}); "
+                "expected an SGX quote on /attest/SgxEnclave"
+            )
+        pem = _pck_pem(quote)
+        if pem is None:
+            return  # no chain to fetch collateral for; the verifier explains
+        trusted = self._trusted_chains.get(pem)
+        if trusted is None:
+            trusted = _chain_reaches(pem, self._roots)
+            self._trusted_chains[pem] = trusted
+            if len(self._trusted_chains) > 1024:
+                self._trusted_chains.popitem(last=False)
+        if not trusted:
+            raise UntrustedRoot(
+                "the quote's PCK certificate chain is not signed up to Intel's SGX Root CA "
+                "(nor to the configured --trust-root); collateral was not fetched"
+            )
+
     async def appraise(self, quote: bytes, *, now: datetime) -> Evidence:
         parsed = parse_quote(quote)
+        self._check_before_fetch(parsed)
         return self._appraise_sync(quote, await self._collateral(parsed), parsed, now)
 
     async def _collateral(self, quote: Quote) -> Collateral:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from confnode.errors import InfrastructureError, InvalidInput
-from confnode.policy import ReleasePolicy, parse_release_policy
+from confnode.policy import PolicyParseError, ReleasePolicy, parse_release_policy
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,126}")
 MAX_KEY_FILE = 64 * 1024
@@ -53,14 +53,19 @@ def default_release_policy(authority: str) -> dict[str, Any]:
     }
 
 
+def check_key_name(name: str) -> None:
+    """Key names are file-name stems: letters, digits, '-' and '_' (no dots, no paths)."""
+    if not _NAME.fullmatch(name):
+        raise InvalidInput(f"key name {name!r} is invalid (letters, digits, '-', '_')")
+
+
 class KeyStore:
     def __init__(self, path: Path | None, authority: str) -> None:
         self.path = path
         self.authority = authority
 
     def get(self, name: str) -> ReleasableKey:
-        if not _NAME.fullmatch(name):
-            raise InvalidInput(f"key name {name!r} is invalid (letters, digits, '-', '_')")
+        check_key_name(name)
         if self.path is None:
             raise KeyNotFound(f"key {name!r} not found: no key directory is configured")
         jwk_file, raw_file = self.path / f"{name}.jwk", self.path / f"{name}.key"
@@ -77,10 +82,14 @@ class KeyStore:
         else:
             raise KeyNotFound(f"key {name!r} not found")
         policy_file = self.path / f"{name}.policy.json"
-        source: Any = (
-            _read(policy_file) if policy_file.is_file() else default_release_policy(self.authority)
-        )
-        return ReleasableKey(name, jwk, parse_release_policy(source))
+        if not policy_file.is_file():
+            policy = parse_release_policy(default_release_policy(self.authority))
+            return ReleasableKey(name, jwk, policy)
+        try:
+            policy = parse_release_policy(_read(policy_file))
+        except PolicyParseError as error:  # the operator's file, not the caller's request
+            raise InfrastructureError(f"release policy {policy_file}: {error}") from error
+        return ReleasableKey(name, jwk, policy)
 
 
 def _read(path: Path) -> bytes:

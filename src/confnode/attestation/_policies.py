@@ -49,6 +49,12 @@ class UntrustedPolicySigner(VerificationError):
     step = "policy-signer"
 
 
+class PolicyChangesDisabled(VerificationError):
+    """A policy change on a service with no policy signer to authenticate it."""
+
+    step = "policy-signer"
+
+
 @dataclass(frozen=True, slots=True)
 class StoredPolicy:
     text: str
@@ -98,7 +104,7 @@ def read_policy_jws(
     if jws.startswith('"'):
         try:
             jws = json.loads(jws)
-        except ValueError as error:
+        except (ValueError, RecursionError) as error:
             raise PolicyJwsError(
                 f"policy body is neither a JWS nor a JSON string: {error}"
             ) from error
@@ -111,11 +117,13 @@ def read_policy_jws(
         )
     try:
         header = json.loads(_b64url_decode(parts[0], "header"))
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:  # RecursionError: nesting too deep
         raise PolicyJwsError(f"policy JWS header is not JSON: {error}") from error
     if not isinstance(header, dict):
         raise PolicyJwsError("policy JWS header must be a JSON object")
-    alg = _SDK_ALIASES.get(header.get("alg"), header.get("alg"))
+    alg = header.get("alg")
+    if isinstance(alg, str):
+        alg = _SDK_ALIASES.get(alg, alg)
     signer_jwk: dict[str, Any] | None = None
     if isinstance(alg, str) and alg.upper().startswith("HS"):
         raise PolicyJwsError(
@@ -146,7 +154,7 @@ def read_policy_jws(
         return PolicyUpload(None, jws, signer_jwk)
     try:
         payload = json.loads(_b64url_decode(parts[1], "payload"))
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:
         raise PolicyJwsError(f"policy JWS payload is not JSON: {error}") from error
     encoded = payload.get("AttestationPolicy") if isinstance(payload, dict) else None
     if not isinstance(encoded, str):

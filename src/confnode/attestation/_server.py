@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from dataclasses import asdict, dataclass, field
+import tempfile
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -48,6 +49,7 @@ class Settings:
     keys_dir: str | None = None
     policy_file: str | None = None
     policy_signers: tuple[str, ...] = field(default_factory=tuple)
+    insecure_unsigned_policy_changes: bool = False
     max_body: int = DEFAULT_MAX_BODY
     workers: int = 1
     allow_expired_collateral: bool = False
@@ -107,7 +109,7 @@ def collateral_client(settings: Settings) -> CollateralClient:
         raise InvalidInput(f"collateral directory {directory} does not exist")
     for bundle in sorted(directory.glob("*.json")):
         try:
-            client.add(Collateral.from_json(bundle.read_text()))
+            client.add(Collateral.from_json(bundle.read_bytes()))
         except (OSError, InvalidCollateral) as error:
             raise InvalidInput(f"offline collateral bundle {bundle}: {error}") from error
     return client
@@ -140,6 +142,7 @@ def build_service(settings: Settings, now: datetime | None = None) -> Attestatio
         policies=PolicyStore(Path(settings.policy_file) if settings.policy_file else None),
         keys=KeyStore(Path(settings.keys_dir) if settings.keys_dir else None, issuer),
         signers=tuple(load_certificate(p) for p in settings.policy_signers),
+        insecure_unsigned_policy_changes=settings.insecure_unsigned_policy_changes,
         max_body=settings.max_body,
     )
 
@@ -152,22 +155,23 @@ def app_from_env() -> Starlette:
     return build_service(Settings.from_json(text)).app()
 
 
+def worker_settings(settings: Settings, scratch: Path) -> Settings:
+    """Settings for worker processes: without ``--policy-file`` they share one in ``scratch``.
+
+    Each worker has its own memory, so an in-memory policy would change only in the worker that
+    happened to receive the PUT; a file every worker re-reads keeps them in agreement.
+    """
+    if settings.policy_file is not None:
+        return settings
+    return replace(settings, policy_file=str(scratch / "policy.json"))
+
+
 def run(settings: Settings) -> None:
     """Serve until interrupted."""
     service = build_service(settings)  # also creates the signing key before any worker starts
     if settings.workers > 1:
-        os.environ[ENV_SETTINGS] = settings.to_json()
-        uvicorn.run(
-            "confnode.attestation._server:app_from_env",
-            factory=True,
-            host=settings.host,
-            port=settings.port,
-            workers=settings.workers,
-            ssl_certfile=settings.tls_cert,
-            ssl_keyfile=settings.tls_key,
-            log_level="warning",
-            access_log=False,
-        )
+        with tempfile.TemporaryDirectory(prefix="confnode-policy-") as scratch:
+            _run_workers(worker_settings(settings, Path(scratch)))
         return
     tls = (
         None
@@ -176,3 +180,18 @@ def run(settings: Settings) -> None:
     )
     config = uvicorn_config(service.app(), host=settings.host, port=settings.port, tls=tls)
     asyncio.run(serve(config, tls))
+
+
+def _run_workers(settings: Settings) -> None:
+    os.environ[ENV_SETTINGS] = settings.to_json()
+    uvicorn.run(
+        "confnode.attestation._server:app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        ssl_certfile=settings.tls_cert,
+        ssl_keyfile=settings.tls_key,
+        log_level="warning",
+        access_log=False,
+    )

@@ -55,7 +55,12 @@ def attestation() -> None:
     "policy_signers",
     multiple=True,
     type=click.Path(exists=True, dir_okay=False),
-    help="Trusted policy-signer certificate (repeatable); then unsigned policies are refused.",
+    help="Trusted policy-signer certificate (repeatable); without one, policy changes are off.",
+)
+@click.option(
+    "--insecure-allow-unsigned-policy-changes",
+    is_flag=True,
+    help="Let anyone who reaches the service PUT/reset the policy (tests only).",
 )
 @click.option("--max-body", default=256 * 1024, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=int)
@@ -78,6 +83,7 @@ def serve(
     keys_dir: str | None,
     policy_file: str | None,
     policy_signers: tuple[str, ...],
+    insecure_allow_unsigned_policy_changes: bool,
     max_body: int,
     workers: int,
     insecure_allow_expired_collateral: bool,
@@ -101,6 +107,7 @@ def serve(
         keys_dir=keys_dir,
         policy_file=policy_file,
         policy_signers=policy_signers,
+        insecure_unsigned_policy_changes=insecure_allow_unsigned_policy_changes,
         max_body=max_body,
         workers=workers,
         allow_expired_collateral=insecure_allow_expired_collateral,
@@ -144,8 +151,11 @@ def new_key(
     import os
 
     from confnode.attestation import default_release_policy
+    from confnode.attestation._keys import check_key_name
+    from confnode.errors import InvalidInput
     from confnode.policy import parse_release_policy
 
+    check_key_name(name)
     directory = Path(keys_dir)
     directory.mkdir(parents=True, exist_ok=True)
     policy = default_release_policy(authority.rstrip("/"))
@@ -158,7 +168,14 @@ def new_key(
         conditions.append({"claim": "x-ms-sgx-mrenclave", "equals": mrenclave.lower()})
     parse_release_policy(policy)
     key_file = directory / f"{name}.key"
-    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    if (directory / f"{name}.jwk").exists():
+        raise InvalidInput(f"key {name!r} already exists as {directory / f'{name}.jwk'}")
+    try:
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError as error:
+        raise InvalidInput(
+            f"key {name!r} already exists in {directory}; refusing to overwrite it"
+        ) from error
     with os.fdopen(fd, "wb") as handle:
         handle.write(os.urandom(32))
     (directory / f"{name}.policy.json").write_text(json.dumps(policy, indent=2) + "\n")

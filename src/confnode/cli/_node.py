@@ -318,7 +318,7 @@ def device_plugin(
         labels = simulated_node_labels(node)
     else:
         roots = HostRoots(dev=dev_root, sys=sys_root, proc=proc_root, boot=boot_root)
-        node, driver, labels = detect_node(roots, cpuid_mode)
+        node, driver, labels = detect_node(roots, cpuid_mode, aesm_socket)
     config = AgentConfig(
         plugin_dir=device_plugin_dir,
         epc_resource=resource_name,

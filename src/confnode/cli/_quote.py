@@ -15,7 +15,9 @@ from typing import Any
 import click
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from confnode.cli._common import (
     EXIT_FAILED,
@@ -231,26 +233,30 @@ def _kv_table(title: str, rows: dict[str, Any]) -> Table:
     table.add_column("Field", style="bold", no_wrap=True)
     table.add_column("Value", overflow="fold")
     for key, value in rows.items():
-        table.add_row(key, _cell(value))
+        table.add_row(escape(key), _cell(value))
     return table
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any) -> str | Text:
+    """Rich markup for one value; text from the quote (certificate names) is escaped, so a
+    crafted name can neither inject styles nor crash the table with a stray ``[/]``."""
     if value is None:
         return "—"
+    if isinstance(value, Text):
+        return value
     if isinstance(value, bool):
         return "[bold red]yes[/]" if value else "no"
     if isinstance(value, dict):
-        return ", ".join(f"{k}={_cell(v)}" for k, v in value.items())
+        return ", ".join(f"{escape(str(k))}={_cell(v)}" for k, v in value.items())
     if isinstance(value, list):
-        return " ".join(str(v) for v in value)
-    return str(value)
+        return " ".join(escape(str(v)) for v in value)
+    return escape(str(value))
 
 
-def _attributes_cell(attrs: dict[str, Any]) -> str:
+def _attributes_cell(attrs: dict[str, Any]) -> Text:
     names = "|".join(attrs["names"]) or "none"
     debug = "  [bold red]DEBUG enclave[/]" if attrs["debug"] else ""
-    return f"flags {attrs['flags']} ({names}), xfrm {attrs['xfrm']}{debug}"
+    return Text.from_markup(f"flags {attrs['flags']} ({names}), xfrm {attrs['xfrm']}{debug}")
 
 
 def _print_inspection(info: dict[str, Any]) -> None:
@@ -371,7 +377,7 @@ def _verdict_table(result: VerifiedQuote) -> Table:
         ("Trust root", root),
     ]
     if result.revocation is not None:
-        rows.append(("Revocation", f"[bold red]{result.revocation}[/]"))
+        rows.append(("Revocation", f"[bold red]{escape(result.revocation)}[/]"))
     table = Table(title="SGX quote verification", title_justify="left", show_header=False)
     table.add_column("Field", style="bold", no_wrap=True)
     table.add_column("Value", overflow="fold")
@@ -440,9 +446,11 @@ def verify_command(
         if as_json:
             print_json({"error": {"step": step, "message": error.message}})
         else:
-            hint = f" (hint: {error.hint})" if error.hint else ""
+            # Messages quote certificate names from the input: escape them for rich.
+            hint = f" (hint: {escape(error.hint)})" if error.hint else ""
             err_console.print(
-                f"[bold red]verification failed[/] at step [bold]{step}[/]: {error.message}{hint}",
+                f"[bold red]verification failed[/] at step [bold]{step}[/]: "
+                f"{escape(error.message)}{hint}",
                 highlight=False,
                 soft_wrap=True,
             )
@@ -453,5 +461,6 @@ def verify_command(
         console.print(_verdict_table(result))
     if result.revoked:
         if not as_json:
-            err_console.print(f"[bold red]revoked[/]: {result.revocation or 'TCB level revoked'}")
+            reason = escape(result.revocation or "TCB level revoked")
+            err_console.print(f"[bold red]revoked[/]: {reason}")
         sys.exit(EXIT_FAILED)

@@ -16,9 +16,17 @@ from typing import TypeVar
 import click
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from rich.markup import escape
 from rich.table import Table
 
-from confnode.cli._common import EXIT_FAILED, console, exit_code_for, main_group, print_json
+from confnode.cli._common import (
+    EXIT_FAILED,
+    console,
+    err_console,
+    exit_code_for,
+    main_group,
+    print_json,
+)
 from confnode.client import DEFAULT_SOCKET, PUB_KEY_ID_SIZE, QuoteClient
 from confnode.collateral import Collateral
 from confnode.errors import ConfnodeError, InfrastructureError, InvalidInput, VerificationError
@@ -137,7 +145,13 @@ def quote_helper(
     if metrics_port is not None:
         from prometheus_client import start_http_server
 
-        http, _ = start_http_server(metrics_port, metrics_address, registry=metrics.registry)
+        try:
+            http, _ = start_http_server(metrics_port, metrics_address, registry=metrics.registry)
+        except OSError as exc:
+            raise InfrastructureError(
+                f"cannot serve metrics on {metrics_address}:{metrics_port}: {exc}",
+                hint="choose a free --metrics-port",
+            ) from exc
     console.print(
         f"quote helper: serving [bold]{socket_path}[/] with the [bold]{quoting.name}[/] backend"
         + (f", metrics on {metrics_address}:{metrics_port}" if metrics_port else ""),
@@ -187,7 +201,10 @@ class _Steps:
 
 
 def _load_certificate(path: Path) -> bytes:
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read the trust root {path}: {exc.strerror}") from exc
     try:
         if b"-----BEGIN" in data:
             cert = x509.load_pem_x509_certificate(data)
@@ -196,6 +213,13 @@ def _load_certificate(path: Path) -> bytes:
     except ValueError as exc:
         raise InvalidInput(f"{path} is not a PEM or DER X.509 certificate: {exc}") from exc
     return cert.public_bytes(serialization.Encoding.DER)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"cannot read the collateral bundle {path}: {exc}") from exc
 
 
 def _probe(
@@ -230,10 +254,15 @@ def _probe(
     )
     quote = steps.run("quote", lambda: client.quote(report))
     if quote_out is not None:
-        quote_out.write_bytes(quote)
+        try:
+            quote_out.write_bytes(quote)
+        except OSError as exc:
+            raise InfrastructureError(
+                f"cannot write the probe quote to {quote_out}: {exc.strerror}"
+            ) from exc
     if collateral_file is not None:
         bundle = collateral_file
-        collateral = steps.run("collateral", lambda: Collateral.from_json(bundle.read_text()))
+        collateral = steps.run("collateral", lambda: Collateral.from_json(_read_text(bundle)))
     elif pccs is not None:
         fetcher = CollateralClient(pccs)
         collateral = steps.run("collateral", lambda: fetcher.for_quote(quote))
@@ -252,6 +281,19 @@ def _probe(
             step="report-data",
         )
     return verified
+
+
+#: Steps whose input is what the helper returned: a rejection there (AESM_PARAMETER_ERROR,
+#: INVALID_REPORT, a malformed quote) is the node failing its check, not a usage error.
+_HELPER_STEPS = frozenset({"target-info", "report", "quote", "verify", "binding"})
+
+
+def _probe_exit_code(error: ConfnodeError, step: str) -> int:
+    """The documented probe codes: 1 when the node's evidence is refused or fails, 3 when
+    something is unreachable, 2 only for the operator's own input (files, options)."""
+    if step in _HELPER_STEPS and isinstance(error, InvalidInput):
+        return EXIT_FAILED
+    return exit_code_for(error)
 
 
 @_node_group().command("probe")
@@ -311,8 +353,20 @@ def probe(
             steps, socket_path, state_dir, pccs, collateral_file, trust_root, timeout, quote_out
         )
     except ConfnodeError as error:
+        code = _probe_exit_code(error, steps.current)
         if not as_json:
-            raise
+            if code == exit_code_for(error):
+                raise
+            err_console.print(
+                f"[bold red]error[/] ({type(error).__name__}): {escape(error.message)}",
+                highlight=False,
+                soft_wrap=True,
+            )
+            if error.hint:
+                err_console.print(
+                    f"[dim]hint:[/] {escape(error.hint)}", highlight=False, soft_wrap=True
+                )
+            sys.exit(code)
         print_json(
             {
                 "ok": False,
@@ -323,7 +377,7 @@ def probe(
                 "steps_ms": {k: round(v * 1000, 3) for k, v in steps.times.items()},
             }
         )
-        sys.exit(exit_code_for(error))
+        sys.exit(code)
     ok = not verified.revoked
     if as_json:
         print_json(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from string import hexdigits
+from typing import Any
 
 import click
 
@@ -14,6 +16,33 @@ from confnode.errors import InvalidInput
 from confnode.webhook import EPC_RESOURCES, NamespacePolicy, WebhookConfig
 from confnode.webhook.server import create_app
 
+_POLICY_LISTS = {"allowedMrenclaves": "MRENCLAVE", "allowedMrsigners": "MRSIGNER"}
+
+
+def _policy(namespace: str, rules: Any) -> NamespacePolicy:
+    """One namespace's rules; anything unexpected is an error, never a silently weaker policy."""
+    if not isinstance(rules, dict):
+        raise ValueError(f"{namespace}: expected an object, found {rules!r}")
+    unknown = sorted(set(rules) - {"forbidDebug", *_POLICY_LISTS})
+    if unknown:
+        raise ValueError(f"{namespace}: unknown keys {unknown}")
+    forbid_debug = rules.get("forbidDebug", False)
+    if not isinstance(forbid_debug, bool):
+        raise ValueError(f"{namespace}.forbidDebug: expected true or false, found {forbid_debug!r}")
+    allowed: dict[str, frozenset[str]] = {}
+    for key, what in _POLICY_LISTS.items():
+        values = rules.get(key, [])
+        if not isinstance(values, list) or not all(
+            isinstance(v, str) and len(v) == 64 and all(c in hexdigits for c in v) for v in values
+        ):
+            raise ValueError(f"{namespace}.{key}: expected a list of 64-digit {what} hex strings")
+        allowed[key] = frozenset(v.lower() for v in values)
+    return NamespacePolicy(
+        forbid_debug=forbid_debug,
+        allowed_mrenclaves=allowed["allowedMrenclaves"],
+        allowed_mrsigners=allowed["allowedMrsigners"],
+    )
+
 
 def _namespace_policies(path: Path | None) -> dict[str, NamespacePolicy]:
     """Read ``{"<namespace>": {"forbidDebug": bool, "allowedMrenclaves": [...], ...}}``."""
@@ -21,15 +50,10 @@ def _namespace_policies(path: Path | None) -> dict[str, NamespacePolicy]:
         return {}
     try:
         document = json.loads(path.read_text())
-        return {
-            namespace: NamespacePolicy(
-                forbid_debug=bool(rules.get("forbidDebug", False)),
-                allowed_mrenclaves=frozenset(v.lower() for v in rules.get("allowedMrenclaves", [])),
-                allowed_mrsigners=frozenset(v.lower() for v in rules.get("allowedMrsigners", [])),
-            )
-            for namespace, rules in document.items()
-        }
-    except (OSError, ValueError, AttributeError, TypeError) as error:
+        if not isinstance(document, dict):
+            raise ValueError(f"expected an object keyed by namespace, found {document!r}")
+        return {namespace: _policy(namespace, rules) for namespace, rules in document.items()}
+    except (OSError, ValueError) as error:
         raise InvalidInput(
             f"cannot read namespace policies from {path}: {error}",
             hint='expected {"<namespace>": {"forbidDebug": true, "allowedMrenclaves": ["<hex>"]}}',

@@ -84,6 +84,14 @@ class Collateral:
     tcb_info_issuer_chain_pem: str | None = field(default=None, compare=False, repr=False)
     qe_identity_issuer_chain_pem: str | None = field(default=None, compare=False, repr=False)
 
+    def __post_init__(self) -> None:
+        # Verifiers cache per bundle object (by identity): a chain passed as a list must not be
+        # able to change after construction, so every chain is frozen into a tuple here.
+        for name in ("pck_crl_issuer_chain", "tcb_info_issuer_chain", "qe_identity_issuer_chain"):
+            value = getattr(self, name)
+            if not isinstance(value, tuple):
+                object.__setattr__(self, name, tuple(value))
+
     def __hash__(self) -> int:
         return hash(
             (

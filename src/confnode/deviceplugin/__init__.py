@@ -53,6 +53,7 @@ from confnode.deviceplugin.nodestatus import (
     NodeStatusPatcher,
     capacity_json_patch,
     epc_capacity,
+    labels_merge_patch,
 )
 from confnode.deviceplugin.podresources import (
     ContainerAssignment,
@@ -102,6 +103,7 @@ __all__ = [
     "detect_node",
     "epc_allocations",
     "epc_capacity",
+    "labels_merge_patch",
     "node_from_platform",
     "parse_size",
     "per_unit_list_size",

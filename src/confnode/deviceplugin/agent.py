@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from confnode.deviceplugin.errors import DevicePluginError, PluginSocketInUse
-from confnode.deviceplugin.inventory import AlwaysPresent, DriverProbe
+from confnode.deviceplugin.inventory import AESM_LABEL, AlwaysPresent, DriverProbe
 from confnode.deviceplugin.model import (
     AKS_EPC_RESOURCE,
     DEFAULT_LIST_BUDGET_BYTES,
@@ -215,7 +215,7 @@ class DevicePluginAgent:
                     self.patcher,
                     self.config.node_name,
                     self.plan.capacity,
-                    self.config.node_labels,
+                    self.current_labels if self.config.node_labels else None,
                     interval=self.config.repatch_interval,
                     on_result=self._patched,
                 )
@@ -230,9 +230,13 @@ class DevicePluginAgent:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             for endpoint in self.endpoints:
+                # Only our own sockets: one another live process serves (PluginSocketInUse) or
+                # a path we never bound stays as it is.
+                served = endpoint.serving
                 await endpoint.stop()
-                with contextlib.suppress(FileNotFoundError):
-                    endpoint.socket_path.unlink()
+                if served:
+                    with contextlib.suppress(FileNotFoundError):
+                        endpoint.socket_path.unlink()
 
     async def _supervise(self) -> None:
         loop = asyncio.get_running_loop()
@@ -267,10 +271,18 @@ class DevicePluginAgent:
                 next_health = loop.time() + self.config.health_interval
             await asyncio.sleep(self.config.poll_interval)
 
+    def current_labels(self) -> dict[str, str]:
+        """The node labels to publish now: the AESM label follows the socket, which the
+        quote-helper DaemonSet may create or remove after the agent started."""
+        labels = dict(self.config.node_labels)
+        if AESM_LABEL in labels:
+            labels[AESM_LABEL] = "true" if self._aesm_dir() is not None else "false"
+        return labels
+
     def _patched(self, ok: bool, error: Exception | None) -> None:
         self.metrics.node_status_patched(ok)
         if error is not None:
-            log.warning("node-status EPC capacity not published: %s", error)
+            log.warning("node capacity/labels not published: %s", error)
 
     async def _register_pending(self, now: float) -> None:
         for endpoint in sorted(self._pending, key=lambda e: e.resource.name):

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple, Protocol
 
 from confnode.deviceplugin.errors import DevicePluginError
 from confnode.deviceplugin.model import MIB, SgxNode
+from confnode.deviceplugin.nodestatus import SIMULATED_LABEL
 from confnode.platform import HostRoots, SgxPlatform, cpuid_source_for, detect, node_labels
 
 __all__ = [
+    "AESM_LABEL",
     "AlwaysPresent",
     "DetectedNode",
     "DevicePathsProbe",
@@ -72,23 +75,33 @@ class DetectedNode(NamedTuple):
     labels: dict[str, str]
 
 
-def detect_node(roots: HostRoots, cpuid_mode: str = "auto") -> DetectedNode:
+AESM_LABEL = "confnode.io/sgx.aesm"
+
+
+def detect_node(
+    roots: HostRoots, cpuid_mode: str = "auto", aesm_socket: Path | None = None
+) -> DetectedNode:
     """Detect the live (or mounted) host and pair it with a probe of its device nodes.
 
     ``cpuid_mode`` as ``confnode doctor --cpuid``: ``auto``, ``native``, ``driver`` or ``none``.
+    ``aesm_socket`` is the quote-helper socket as this process sees it; without it the
+    ``confnode.io/sgx.aesm`` label is left out (unknown), never guessed ``false``.
     """
     native = {"auto": None, "native": True, "driver": False}.get(cpuid_mode)
     cpuid = None if cpuid_mode == "none" else cpuid_source_for(roots, native=native)
-    platform = detect(roots, cpuid, aesm_socket=None)
+    platform = detect(roots, cpuid, aesm_socket=aesm_socket)
     node = node_from_platform(platform)
-    return DetectedNode(node, DevicePathsProbe(roots, node.enclave_devices), node_labels(platform))
+    labels = node_labels(platform)
+    if aesm_socket is None:
+        labels.pop(AESM_LABEL, None)
+    return DetectedNode(node, DevicePathsProbe(roots, node.enclave_devices), labels)
 
 
 def simulated_node_labels(node: SgxNode) -> dict[str, str]:
     """Labels for a simulated node: SGX pods may land on it, and it says it is simulated."""
     return {
         "confnode.io/sgx": "true",
-        "confnode.io/sgx.simulated": "true",
+        SIMULATED_LABEL: "true",
         "confnode.io/sgx.epc-mib": str(node.epc_total // MIB),
         "confnode.io/sgx.epc-numa-nodes": str(len(node.epc_by_numa)),
     }

@@ -302,7 +302,13 @@ class DeviceResource:
         prefix = "" if self.kind is ResourceKind.EPC else f"{self.kind}-"
         digits = device_id[len(prefix) :] if device_id.startswith(prefix) else ""
         # ASCII only: str.isdigit() also accepts "²" and other digits int() rejects or maps.
-        if digits.isascii() and digits.isdigit() and (len(digits) == 1 or digits[0] != "0"):
+        # Longer than the largest ID cannot be ours (and int() refuses > 4300 digits).
+        if (
+            digits.isascii()
+            and digits.isdigit()
+            and len(digits) <= len(str(self.count))
+            and (len(digits) == 1 or digits[0] != "0")
+        ):
             index = int(digits)
             if index < self.count:
                 return index

@@ -25,20 +25,28 @@ import httpx
 
 from confnode.deviceplugin.errors import DevicePluginError, NodeStatusPatchError
 from confnode.deviceplugin.model import MIB, SgxNode, epc_unit_bytes
+from confnode.platform import LABEL_KEYS
 
 __all__ = [
+    "MANAGED_LABEL_KEYS",
     "SERVICE_ACCOUNT_DIR",
+    "SIMULATED_LABEL",
     "InClusterNodeStatusPatcher",
     "NodePublisher",
     "NodeStatusPatcher",
     "capacity_json_patch",
     "epc_capacity",
     "json_pointer_escape",
+    "labels_merge_patch",
 ]
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
+
+SIMULATED_LABEL = "confnode.io/sgx.simulated"
+#: Every label the agent owns on its Node (docs/node-labels.md).
+MANAGED_LABEL_KEYS: tuple[str, ...] = (*LABEL_KEYS, SIMULATED_LABEL)
 
 
 class NodeStatusPatcher(Protocol):
@@ -60,6 +68,17 @@ def capacity_json_patch(capacity: Mapping[str, str]) -> list[dict[str, str]]:
         {"op": "add", "path": "/status/capacity/" + json_pointer_escape(name), "value": value}
         for name, value in sorted(capacity.items())
     ]
+
+
+def labels_merge_patch(labels: Mapping[str, str]) -> dict[str, Any]:
+    """RFC 7386 patch setting ``labels`` and deleting (``null``) every other managed key.
+
+    A merge patch only adds and overwrites, so a fact that became unknown or a node that stopped
+    being simulated would otherwise keep its old label forever.
+    """
+    document: dict[str, str | None] = {key: None for key in MANAGED_LABEL_KEYS}
+    document.update(labels)
+    return {"metadata": {"labels": document}}
 
 
 def epc_capacity(node: SgxNode, resource_name: str) -> dict[str, str]:
@@ -129,7 +148,7 @@ class InClusterNodeStatusPatcher:
 
     async def patch_labels(self, node_name: str, labels: Mapping[str, str]) -> None:
         url = f"{self._base_url}/api/v1/nodes/{quote(node_name, safe='')}"
-        await self._patch(url, {"metadata": {"labels": dict(labels)}}, MERGE_PATCH)
+        await self._patch(url, labels_merge_patch(labels), MERGE_PATCH)
 
     async def _patch(self, url: str, document: Any, content_type: str) -> None:
         try:
@@ -164,7 +183,7 @@ class NodePublisher:
         patcher: NodeStatusPatcher,
         node_name: str,
         capacity: Mapping[str, str],
-        labels: Mapping[str, str] | None = None,
+        labels: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None,
         *,
         interval: float = 60.0,
         retry: float = 5.0,
@@ -173,17 +192,23 @@ class NodePublisher:
         self.patcher = patcher
         self.node_name = node_name
         self.capacity = dict(capacity)
-        self.labels = dict(labels or {})
+        #: A callable is asked on every publish, for labels that follow the host (the AESM socket).
+        self._labels = labels if callable(labels) else dict(labels or {})
         self._interval = interval
         self._retry = retry
         self._on_result = on_result
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return dict(self._labels() if callable(self._labels) else self._labels)
 
     async def publish_once(self) -> bool:
         try:
             if self.capacity:
                 await self.patcher.patch_capacity(self.node_name, self.capacity)
-            if self.labels:
-                await self.patcher.patch_labels(self.node_name, self.labels)
+            labels = self.labels
+            if labels:
+                await self.patcher.patch_labels(self.node_name, labels)
         except NodeStatusPatchError as error:
             self._on_result(False, error)
             return False

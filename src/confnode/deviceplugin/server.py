@@ -9,7 +9,6 @@ restarts and wipes the socket directory.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -221,8 +220,12 @@ def _remove_stale_socket(path: Path) -> None:
         raise PluginSocketInUse(f"{path} is already served by a live process")
     finally:
         probe.close()
-    with contextlib.suppress(FileNotFoundError):
+    try:
         path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as error:  # a directory or a read-only mount: say so instead of a traceback
+        raise DevicePluginError(f"cannot remove the stale socket {path}: {error}") from error
 
 
 async def register_with_kubelet(

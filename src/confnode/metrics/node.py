@@ -91,7 +91,7 @@ class NodeAgentMetrics:
         )
         self.node_status_patches = Counter(
             "confnode_node_status_patches",
-            "Node-status EPC capacity patches by result (ok/error).",
+            "Rounds of node-status capacity / node label patches by result (ok/error).",
             ["result"],
             registry=r,
         )

@@ -3,12 +3,17 @@
 The collateral for a quote is keyed by (FMSPC, PCK CA type), both read from the quote's PCK
 certificate. Network access goes through the small :class:`Fetcher` protocol; the default uses
 httpx. Cached collateral is reused until ``refresh_before`` ahead of its earliest ``nextUpdate``;
-if a refresh fails, still-valid cached collateral is served. In ``offline`` mode only the cache
-(e.g. a saved bundle placed in the cache directory or added with :meth:`add`) is used.
+if a refresh fails, still-valid cached collateral is served and the service is asked again only
+after ``retry_after``, so an outage does not put every caller behind a network timeout. In
+``offline`` mode only the cache (e.g. a saved bundle placed in the cache directory or added with
+:meth:`add`) is used.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -35,6 +40,8 @@ from confnode.sgx import Quote, parse_pck_extension, parse_quote
 CaType = Literal["processor", "platform"]
 Clock = Callable[[], datetime]
 
+_FMSPC = re.compile(r"[0-9A-Fa-f]{12}")
+
 
 @dataclass(frozen=True, slots=True)
 class FetchResponse:
@@ -60,7 +67,7 @@ class HttpxFetcher:
     def get(self, url: str, params: Mapping[str, str]) -> FetchResponse:
         try:
             response = self._client.get(url, params=dict(params))
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:  # URLs may come from certificates
             raise CollateralFetchError(
                 f"GET {url} failed: {exc}", hint="check the PCCS URL and network access"
             ) from exc
@@ -77,8 +84,9 @@ class HttpxFetcher:
 def api_base(url: str) -> str:
     """Normalise a PCS/PCCS URL: bare host, ``…/sgx/certification/v4`` or with a trailing slash."""
     base = url.rstrip("/")
-    if not base.startswith(("http://", "https://")):
-        raise InvalidInput(f"PCCS URL {url!r} must start with http:// or https://")
+    scheme, _, rest = base.partition("://")
+    if scheme not in ("http", "https") or not rest or rest.startswith("/"):
+        raise InvalidInput(f"PCCS URL {url!r} must be http:// or https:// and name a host")
     if base.endswith(API_PREFIX):
         return base
     return base + API_PREFIX
@@ -125,6 +133,7 @@ class CollateralClient:
         cache_dir: Path | str | None = None,
         clock: Clock | None = None,
         refresh_before: timedelta = timedelta(days=1),
+        retry_after: timedelta = timedelta(minutes=1),
         offline: bool = False,
     ) -> None:
         if base_url is None and not offline:
@@ -134,8 +143,15 @@ class CollateralClient:
         self._cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._clock: Clock = clock or (lambda: datetime.now(UTC))
         self._refresh_before = refresh_before
+        self._retry_after = retry_after
         self._offline = offline
         self._memory: dict[tuple[str, CaType], Collateral] = {}
+        #: When a refresh last failed while still-valid collateral was served instead.
+        self._failed_at: dict[tuple[str, CaType], datetime] = {}
+        #: When collateral was last fetched: a service whose collateral is always due for refresh
+        #: (nextUpdate closer than ``refresh_before``, or past, as THIM's baseline can be) is
+        #: asked at most once per ``retry_after``, not on every call.
+        self._fetched_at: dict[tuple[str, CaType], datetime] = {}
         self._lock = threading.Lock()
 
     # -- cache ------------------------------------------------------------------------------------
@@ -153,9 +169,10 @@ class CollateralClient:
         if path is None or not path.is_file():
             return None
         try:
-            hit = Collateral.from_json(path.read_text())
-        except (OSError, InvalidCollateral):
-            return None  # an unreadable cache entry is a miss, not an error
+            hit = Collateral.from_json(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            # An unreadable entry (I/O, not UTF-8, not a bundle) is a miss, not an error.
+            return None
         self._memory[key] = hit
         return hit
 
@@ -171,9 +188,17 @@ class CollateralClient:
         if path is not None:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(path.name + ".tmp")
-                tmp.write_text(collateral.to_json())
-                tmp.replace(path)
+                # A fresh O_EXCL temp file: concurrent writers sharing the directory never mix
+                # their bytes, and a planted symlink is never followed.
+                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+                try:
+                    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                        handle.write(collateral.to_json())
+                    os.chmod(tmp, 0o644)  # public data; mkstemp's 0600 would hide it
+                    os.replace(tmp, path)
+                except BaseException:
+                    Path(tmp).unlink(missing_ok=True)
+                    raise
             except OSError as exc:
                 raise CollateralFetchError(f"cannot write collateral cache {path}: {exc}") from exc
 
@@ -190,6 +215,9 @@ class CollateralClient:
     def get(self, fmspc: str | bytes, ca: CaType) -> Collateral:
         """Collateral for an FMSPC and PCK CA type: cached if fresh, else fetched and cached."""
         fmspc_hex = (fmspc.hex() if isinstance(fmspc, bytes) else fmspc).upper()
+        if not _FMSPC.fullmatch(fmspc_hex):
+            # It names a cache file and goes into the URL: only the 6-byte hex form is accepted.
+            raise InvalidInput(f"FMSPC {fmspc_hex[:40]!r}; expected 12 hex digits")
         if ca not in ("processor", "platform"):
             raise InvalidInput(f"CA type {ca!r}; expected 'processor' or 'platform'")
         key = (fmspc_hex, ca)
@@ -205,13 +233,26 @@ class CollateralClient:
                 return cached
             if cached is not None and self._fresh(cached, now):
                 return cached
+            fetched_at = self._fetched_at.get(key)
+            if cached is not None and fetched_at is not None:
+                if fetched_at <= now < fetched_at + self._retry_after:
+                    return cached
+            usable = cached is not None and now < cached.earliest_next_update
+            failed_at = self._failed_at.get(key)
+            if cached is not None and usable and failed_at is not None:
+                # The service was down moments ago: don't make every caller wait on it again.
+                if now < failed_at + self._retry_after:
+                    return cached
             try:
                 fetched = self.fetch(fmspc_hex, ca)
             except CollateralFetchError:
-                if cached is not None and now < cached.earliest_next_update:
+                if cached is not None and usable:
+                    self._failed_at[key] = now
                     return cached
                 raise
+            self._failed_at.pop(key, None)
             self._store(key, fetched)
+            self._fetched_at[key] = now
             return fetched
 
     def fetch(self, fmspc: str, ca: CaType) -> Collateral:

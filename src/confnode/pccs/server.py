@@ -35,7 +35,7 @@ from confnode.pccs._wire import (
 from confnode.sim import SimPlatform
 from confnode.sim.pki import ROOT_CRL_URL
 
-_HEX = re.compile(r"[0-9a-fA-F]*")
+_HEX = re.compile(r"[0-9a-fA-F]+")
 
 Clock = Callable[[], datetime]
 
@@ -79,7 +79,7 @@ def create_app(platform: SimPlatform, *, clock: Clock | None = None) -> Starlett
         if update is not None and update not in ("early", "standard"):
             return _error(400, "InvalidRequestSyntax", "update must be early or standard")
         if number is not None:
-            if not number.isdigit():
+            if not (number.isascii() and number.isdigit()):
                 return _error(
                     400, "InvalidRequestSyntax", "tcbEvaluationDataNumber is not a number"
                 )
@@ -142,17 +142,20 @@ def create_app(platform: SimPlatform, *, clock: Clock | None = None) -> Starlett
         cpusvn = _hex_param(request, "cpusvn", 32)
         pcesvn = _hex_param(request, "pcesvn", 4)
         pceid = _hex_param(request, "pceid", 4)
-        encrypted_ppid = request.query_params.get("encrypted_ppid")
+        encrypted_ppid = _hex_param(request, "encrypted_ppid", 768)
         if (
             cpusvn is None
             or pcesvn is None
             or pceid is None
-            or (qeid is None and not encrypted_ppid)
+            or (qeid is None and encrypted_ppid is None)
+            or (qeid is not None and len(qeid) > 260)
+            or ("encrypted_ppid" in request.query_params and encrypted_ppid is None)
         ):
             return _error(
                 400,
                 "InvalidRequestSyntax",
-                "need qeid (or encrypted_ppid), cpusvn (32 hex), pcesvn (4 hex), pceid (4 hex)",
+                "need qeid (up to 260 hex) or encrypted_ppid (768 hex), cpusvn (32 hex), "
+                "pcesvn (4 hex), pceid (4 hex)",
             )
         if pceid != pce_id_hex or (qeid is not None and qeid != qe_id_hex):
             return _error(404, "NotFound", "no PCK certificate for this platform")

@@ -202,7 +202,9 @@ def detect(
     notes: list[Finding] = []
 
     cpuinfo_text = _read_text(roots.proc_path("cpuinfo"))
-    flags = parse_cpuinfo_flags(cpuinfo_text) if cpuinfo_text is not None else None
+    # No flags at all (an empty or truncated cpuinfo, a sandbox's stub) is "unknown", not
+    # "no SGX": every x86 CPU lists some flags.
+    flags = parse_cpuinfo_flags(cpuinfo_text) or None if cpuinfo_text is not None else None
     view = _read_cpuid(cpuid)
 
     def flag(name: str) -> bool | None:

@@ -17,7 +17,7 @@ from confnode.policy._default import (
     DEFAULT_SGX_POLICY,
     policy_hash,
 )
-from confnode.policy._errors import PolicyDenied, PolicyParseError
+from confnode.policy._errors import PolicyDenied, PolicyParseError, PolicyTooComplex
 from confnode.policy._evaluate import (
     POLICY_ISSUER,
     SERVICE_ISSUER,
@@ -47,6 +47,7 @@ __all__ = [
     "Policy",
     "PolicyDenied",
     "PolicyParseError",
+    "PolicyTooComplex",
     "ReleaseDecision",
     "ReleasePolicy",
     "Rule",

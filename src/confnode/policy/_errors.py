@@ -19,6 +19,13 @@ class PolicyParseError(InvalidInput):
         self.reason = message
 
 
+class PolicyTooComplex(PolicyParseError):
+    """A policy whose evaluation would exceed the work budget (e.g. many unconstrained bindings).
+
+    Rejected like a malformed policy: a rule whose bindings multiply out must not hold a worker.
+    """
+
+
 class PolicyDenied(VerificationError):
     """The evidence is authentic but the attestation or release policy does not permit it."""
 

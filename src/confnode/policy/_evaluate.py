@@ -4,7 +4,8 @@ Semantics (MAA's, made explicit):
 
 * A condition is true when at least one claim satisfies all of its predicates; ``![...]`` is true
   when none does. ``c:[...]`` binds each satisfying claim in turn, so a rule fires once per
-  combination of bound claims (capped at :data:`MAX_FIRINGS`).
+  combination of bound claims (capped at :data:`MAX_FIRINGS`). One evaluation makes at most
+  :data:`MAX_STEPS` claim comparisons; a policy needing more raises :class:`PolicyTooComplex`.
 * Comparisons are type-strict: a string never equals an integer, a boolean is not an integer, and
   ``< <= > >=`` hold only between integers. A comparison across types is false.
 * Configuration rules run first, then authorization rules, then issuance rules. Claims added with
@@ -33,6 +34,7 @@ from confnode.policy._ast import (
     Rule,
     SectionName,
 )
+from confnode.policy._errors import PolicyTooComplex
 
 #: Issuer of the claims the service derives from the evidence.
 SERVICE_ISSUER = "AttestationService"
@@ -40,6 +42,9 @@ SERVICE_ISSUER = "AttestationService"
 POLICY_ISSUER = "AttestationPolicy"
 #: Upper bound on how often one rule may fire (combinations of bound claims).
 MAX_FIRINGS = 256
+#: Upper bound on predicate checks in one evaluation. Bindings multiply (``a:[] && b:[] && ...``
+#: over N claims is N^k combinations), so without it one draft policy stalls a worker.
+MAX_STEPS = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +122,25 @@ def claims_from_mapping(values: Mapping[str, Any], issuer: str = SERVICE_ISSUER)
     return out
 
 
+class _Budget:
+    """Counts predicate checks; raises :class:`PolicyTooComplex` past :data:`MAX_STEPS`."""
+
+    __slots__ = ("left",)
+
+    def __init__(self) -> None:
+        self.left = MAX_STEPS
+
+    def spend(self, rule: Rule, cost: int) -> None:
+        self.left -= cost
+        if self.left < 0:
+            raise PolicyTooComplex(
+                f"evaluating the policy needs more than {MAX_STEPS} claim comparisons; "
+                'expected rules whose conditions name a claim type (type=="...")',
+                line=rule.line,
+                column=rule.column,
+            )
+
+
 class _ClaimSet:
     """The growing incoming claim set, indexed by claim type for ``type==`` conditions."""
 
@@ -141,17 +165,20 @@ class _ClaimSet:
 def evaluate_policy(policy: Policy, claims: Iterable[Claim]) -> Evaluation:
     """Run ``policy`` over ``claims``; pure and deterministic."""
     incoming = _ClaimSet(claims)
+    budget = _Budget()
     trace: list[RuleTrace] = []
     properties: list[Claim] = []
     issued: list[Claim] = []
 
     for index, rule in enumerate(policy.configuration_rules, 1):
-        trace.append(_run(rule, "configurationrules", index, incoming, issued, properties)[0])
+        trace.append(
+            _run(rule, "configurationrules", index, incoming, issued, properties, budget)[0]
+        )
 
     deciding: RuleTrace | None = None
     denied = False
     for index, rule in enumerate(policy.authorization_rules, 1):
-        entry, fired = _run(rule, "authorizationrules", index, incoming, issued, properties)
+        entry, fired = _run(rule, "authorizationrules", index, incoming, issued, properties, budget)
         trace.append(entry)
         if fired and rule.action.verb == "deny":
             deciding, denied = entry, True
@@ -162,7 +189,9 @@ def evaluate_policy(policy: Policy, claims: Iterable[Claim]) -> Evaluation:
 
     if permitted:
         for index, rule in enumerate(policy.issuance_rules, 1):
-            trace.append(_run(rule, "issuancerules", index, incoming, issued, properties)[0])
+            trace.append(
+                _run(rule, "issuancerules", index, incoming, issued, properties, budget)[0]
+            )
     return Evaluation(permitted, tuple(issued), tuple(properties), tuple(trace), deciding)
 
 
@@ -173,11 +202,11 @@ def _run(
     incoming: _ClaimSet,
     issued: list[Claim],
     properties: list[Claim],
+    budget: _Budget,
 ) -> tuple[RuleTrace, bool]:
     reached = [0]
-    firings = list(
-        itertools.islice(_assignments(rule.conditions, incoming, {}, 0, reached), MAX_FIRINGS)
-    )
+    search = _assignments(rule, incoming, {}, 0, reached, budget)
+    firings = list(itertools.islice(search, MAX_FIRINGS))
     text = rule.text
     if not firings:
         failed = rule.conditions[reached[0]] if reached[0] < len(rule.conditions) else None
@@ -204,30 +233,38 @@ def _run(
 
 
 def _assignments(
-    conditions: tuple[Condition, ...],
+    rule: Rule,
     claims: _ClaimSet,
     env: dict[str, Claim],
     i: int,
     reached: list[int],
+    budget: _Budget,
 ) -> Iterator[dict[str, Claim]]:
     reached[0] = max(reached[0], i)
-    if i == len(conditions):
+    if i == len(rule.conditions):
         yield env
         return
-    condition = conditions[i]
+    condition = rule.conditions[i]
     # Firings are collected before the action runs, so the claim set cannot change under us.
-    matches = (
-        c
-        for c in claims.candidates(condition)
-        if all(_holds(p, c, env) for p in condition.predicates)
-    )
-    if condition.negated:
-        if next(matches, None) is None:
-            yield from _assignments(conditions, claims, env, i + 1, reached)
+    matches = _matches(rule, condition, claims, env, budget)
+    if condition.negated or condition.binding is None:
+        # Only existence matters: further matches would repeat the same environment.
+        if (next(matches, None) is None) is condition.negated:
+            yield from _assignments(rule, claims, env, i + 1, reached, budget)
         return
     for claim in matches:
-        bound = {**env, condition.binding: claim} if condition.binding else env
-        yield from _assignments(conditions, claims, bound, i + 1, reached)
+        bound = {**env, condition.binding: claim}
+        yield from _assignments(rule, claims, bound, i + 1, reached, budget)
+
+
+def _matches(
+    rule: Rule, condition: Condition, claims: _ClaimSet, env: Mapping[str, Claim], budget: _Budget
+) -> Iterator[Claim]:
+    cost = max(1, len(condition.predicates))
+    for claim in claims.candidates(condition):
+        budget.spend(rule, cost)
+        if all(_holds(p, claim, env) for p in condition.predicates):
+            yield claim
 
 
 def _holds(predicate: Predicate, claim: Claim, env: Mapping[str, Claim]) -> bool:

@@ -51,6 +51,8 @@ _ALLOWED: dict[SectionName, tuple[Verb, ...]] = {
 MAX_POLICY_CHARS = 64 * 1024
 MAX_RULES = 512
 MAX_CONDITIONS = 16
+#: Integer constants are bounded to 64-bit signed values.
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
 
 
 def parse_policy(text: str) -> Policy:
@@ -233,6 +235,9 @@ class _Parser:
             self.advance()
             return Constant(tok.text, tok.line, tok.column)
         if tok.kind is Kind.INTEGER:
+            # Checked before int(): Python refuses to convert more than 4300 digits.
+            if len(tok.text.lstrip("-")) > 19 or not _INT_MIN <= int(tok.text) <= _INT_MAX:
+                self.fail(f"integer {tok.text[:24]} is out of range; expected a 64-bit integer")
             self.advance()
             return Constant(int(tok.text), tok.line, tok.column)
         if tok.kind is Kind.IDENT:

@@ -66,7 +66,7 @@ def parse_release_policy(data: str | bytes | Mapping[str, Any]) -> ReleasePolicy
     if isinstance(data, str | bytes):
         try:
             doc = json.loads(data)
-        except ValueError as error:
+        except (ValueError, RecursionError) as error:
             raise PolicyParseError(f"release policy is not JSON: {error}") from error
     else:
         doc = dict(data)
@@ -206,11 +206,12 @@ def _equal(actual: Any, expected: Any) -> bool:
     return bool(actual == expected)
 
 
-def _number(value: Any) -> float | None:
+def _number(value: Any) -> int | float | None:
+    """A comparable number; ints stay ints (float() overflows past 1e308, comparisons do not)."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return float(value)
+        return value
     if isinstance(value, str):
         try:
             return float(value)

@@ -193,11 +193,15 @@ class QuoteHelperServer:
     def _bind(self) -> socket.socket:
         path = self.config.socket_path
         gid = None if self.config.socket_group is None else _group_id(self.config.socket_group)
-        path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
         try:
+            path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
             mode = path.lstat().st_mode
         except FileNotFoundError:
             pass
+        except OSError as exc:
+            raise InfrastructureError(
+                f"cannot serve {path}: {exc}", hint="choose a --socket in a usable directory"
+            ) from exc
         else:
             if not stat.S_ISSOCK(mode):
                 raise InfrastructureError(
@@ -209,18 +213,25 @@ class QuoteHelperServer:
                     f"{path} is already served by another process (aesmd or a quote helper)",
                     hint="stop the other service or choose another --socket",
                 )
-            path.unlink()
+            try:
+                path.unlink()
+            except OSError as exc:
+                raise InfrastructureError(f"cannot replace the stale socket {path}: {exc}") from exc
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        bound = False
         try:
             sock.bind(str(path))
+            bound = True
             os.chmod(path, self.config.socket_mode)
             if gid is not None:
                 os.chown(path, -1, gid)
             sock.setblocking(False)
         except OSError as exc:
             sock.close()
-            with contextlib.suppress(OSError):
-                path.unlink()
+            if bound:
+                # Only our own file: a failed bind means the path belongs to someone else.
+                with contextlib.suppress(OSError):
+                    path.unlink()
             raise InfrastructureError(f"cannot serve {path}: {exc}") from exc
         st = path.stat()
         self._inode = (st.st_dev, st.st_ino)
@@ -319,6 +330,9 @@ def _is_live(path: Path) -> bool:
     try:
         probe.settimeout(1.0)
         probe.connect(str(path))
+    except BlockingIOError:
+        # EAGAIN: a listener is there but its backlog is full (a busy aesmd), not a stale file.
+        return True
     except OSError:
         return False
     else:

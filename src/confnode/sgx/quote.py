@@ -293,7 +293,12 @@ class CertificationData:
         return self.data.rstrip(b"\x00")
 
     def pck_certificates(self) -> tuple[x509.Certificate, ...]:
-        """Type 5: the decoded chain, leaf first; an undecodable block is an InvalidQuote."""
+        """Type 5: the decoded chain, leaf first; an undecodable block is an InvalidQuote.
+
+        ``cryptography`` decodes names lazily, so the fields every caller reads (subject,
+        issuer, validity) are touched here: a malformed name is this error, not a later
+        ``ValueError``.
+        """
         pem = self.pck_chain_pem
         if pem is None:
             raise InvalidQuote(
@@ -304,13 +309,15 @@ class CertificationData:
         certs = []
         for index, (start, block) in enumerate(_pem_blocks(pem, "certification_data.data", 0)):
             try:
-                certs.append(x509.load_pem_x509_certificate(block))
+                cert = x509.load_pem_x509_certificate(block)
+                _ = (cert.subject, cert.issuer, cert.not_valid_before_utc, cert.not_valid_after_utc)
             except ValueError as error:
                 raise InvalidQuote(
                     f"certificate {index} of the PCK chain (byte {start} of the chain) does not "
                     f"decode: {error}",
                     field=f"certification_data.pck_chain[{index}]",
                 ) from None
+            certs.append(cert)
         return tuple(certs)
 
     @property

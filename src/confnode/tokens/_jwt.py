@@ -91,7 +91,7 @@ def token_header(token: str) -> dict[str, Any]:
     head = token.split(".", 1)[0]
     try:
         header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:  # RecursionError: nesting too deep
         raise TokenValidationError(f"token header is not base64url JSON: {error}") from error
     if not isinstance(header, dict):
         raise TokenValidationError("token header is not a JSON object")
@@ -128,7 +128,7 @@ def validate_token(
     try:
         keys = KeySet.import_key_set({"keys": known})
         decoded = jwt.decode(token, keys, registry=_REGISTRY)
-    except (JoseError, ValueError) as error:
+    except (JoseError, ValueError, RecursionError) as error:
         raise TokenValidationError(f"token signature does not verify: {error}") from error
     claims = decoded.claims
     if claims.get("iss") != issuer:

@@ -150,7 +150,7 @@ def _check_root(
         raise UntrustedRoot(
             f"{what}: root certificate key (SHA-256 {shown}…) is not {root_name(root_key)}"
         )
-    cn = common_name(cert)
+    cn = _checked_cn(cert, error, what, "root", "SGX Root CA")
     if "SGX Root CA" not in cn:
         raise error(f"{what}: root CN is {cn!r}; expected a CN containing 'SGX Root CA'")
     _check_issued_by(cert, der, cert, der, error, what, "root", "root's own")
@@ -334,6 +334,19 @@ def _check_cn(
     what: str,
     role: str,
 ) -> None:
-    cn = common_name(cert)
+    cn = _checked_cn(cert, error, what, role, needle)
     if needle not in cn:
         raise error(f"{what}: {role} CN is {cn!r}; expected a CN containing {needle!r}")
+
+
+def _checked_cn(
+    cert: x509.Certificate, error: type[VerificationError], what: str, role: str, needle: str
+) -> str:
+    """The subject CN for a CN rule; a subject that does not decode is said to be so."""
+    try:
+        attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    except ValueError as exc:
+        raise error(
+            f"{what}: {role} subject does not decode ({exc}); expected a CN containing {needle!r}"
+        ) from None
+    return " ".join(str(a.value) for a in attrs)

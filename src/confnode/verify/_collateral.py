@@ -206,6 +206,10 @@ def _prepare(collateral: Collateral, root_key: bytes) -> PreparedCollateral:
     # [15] Versions and ids (the quote's TEE type is checked per quote).
     if info.version not in (2, 3):
         raise CollateralVersionUnsupported(f"TCB Info version {info.version}; expected 2 or 3")
+    if info.tcb_type != 0:  # QVL 4.1.2.7.4: the component SVN layout is defined for type 0 only
+        raise CollateralVersionUnsupported(
+            f"TCB Info tcbType {info.tcb_type}; expected 0 (the only type Intel QVL supports)"
+        )
     if identity.version != 2 or identity.id != "QE":
         raise CollateralVersionUnsupported(
             f"QE Identity id {identity.id!r} version {identity.version}; expected 'QE' version 2 "
@@ -216,7 +220,12 @@ def _prepare(collateral: Collateral, root_key: bytes) -> PreparedCollateral:
     root_revoked: frozenset[int] | None = None
     if collateral.root_ca_crl is not None:
         crl = collateral.root_ca_crl
-        _crl_signed_by(crl, root, "Root CA CRL", "root CA")
+        issuer = _crl_signed_by(crl, root, "Root CA CRL", "root CA")
+        if issuer != tcb_chain.root.subject:  # QVL PckCrlVerifier: STATUS_SGX_CRL_UNKNOWN_ISSUER
+            raise CrlInvalid(
+                f"Root CA CRL issuer {issuer.rfc4514_string()!r}; expected the root CA "
+                f"{tcb_chain.root.subject.rfc4514_string()!r}"
+            )
         root_revoked = _revoked(crl)
         for chain, what in ((tcb_chain, "TCB Info"), (qe_chain, "QE Identity")):
             if chain.leaf.serial_number in root_revoked:

@@ -93,7 +93,7 @@ class CollateralSignatureInvalid(VerificationError):
 
 
 class CollateralVersionUnsupported(VerificationError):
-    """[15] TCB Info version not 2/3, or QE Identity version/id unsupported."""
+    """[15] TCB Info version not 2/3 or tcbType not 0, or QE Identity version/id unsupported."""
 
     step = "collateral-version"
 

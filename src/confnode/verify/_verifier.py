@@ -21,9 +21,10 @@ B. PCK chain to the pinned root                               (cached per chain 
       notBefore).
    8. SGX extension: FMSPC, PCE-ID, component SVNs, PCESVN, SGX type.          PckExtensionInvalid
 C. CRLs                                            (signatures once per bundle, lookups per quote)
-   9. Root CA CRL signed by the root, PCK CRL signed by its issuer chain's CA, issuer CNs contain
-      "CA"; PCK CRL issuer == PCK leaf issuer and the same CA key [4.1.2.4.6]. A missing CRL
-      fails unless ``insecure_skip_crl`` (then ``crl_checked=False``).   CrlInvalid / CrlMissing
+   9. Root CA CRL signed and named by the root, PCK CRL signed and named by its issuer chain's
+      CA, issuer CNs contain "CA"; PCK CRL issuer == PCK leaf issuer and the same CA key
+      [4.1.2.4.6]. A missing CRL fails unless ``insecure_skip_crl`` (then
+      ``crl_checked=False``); a supplied CRL is always checked.          CrlInvalid / CrlMissing
   10. Revocation: PCK leaf in the PCK CRL, intermediate or TCB Signing certificate in the Root
       CA CRL → status ``Revoked`` (a verdict, see :class:`VerifiedQuote`).
   11. CRL nextUpdate → earliest expiration (non-fatal, step 24).
@@ -32,7 +33,8 @@ D. TCB Info and QE Identity                                                   (o
   13. Issuer chains: exactly 2, leaf CN "SGX TCB Signing", signed by the pinned root.
                                                                              SigningChainInvalid
   14. Signatures over the exact signed bytes.                         CollateralSignatureInvalid
-  15. TCB Info version 2/3 with id SGX; QE Identity "QE" version 2.  CollateralVersionUnsupported
+  15. TCB Info version 2/3 with id SGX and tcbType 0; QE Identity "QE" version 2.
+                                                                    CollateralVersionUnsupported
   16. issueDate / thisUpdate after ``at`` → rejected (QVL accepts; dcap-qvl and oasis reject:
       either the clock or the collateral is wrong). nextUpdate → step 24.  CollateralNotYetValid
 E. Quote-internal checks (QVL ``QuoteVerifier::verify`` order)
@@ -42,7 +44,8 @@ E. Quote-internal checks (QVL ``QuoteVerifier::verify`` order)
       the zero tail is stricter than QVL].                                   QeReportDataMismatch
   20. QE report vs QE Identity: miscselect (little-endian uint32) and attributes under their
       masks, MRSIGNER, ISVPRODID [4.1.2.4.14] → QeIdentityMismatch; QE TCB level: first level in
-      document order with isvsvn ≤ the QE's ISVSVN [4.1.2.4.15] → QeTcbLevelNotFound if none.
+      document order with isvsvn ≤ the QE's ISVSVN [4.1.2.4.15]; if none, QeTcbLevelNotFound
+      after step 22 (QVL ``checkTcbLevel`` order).
   21. Quote signature by the attestation key over header ‖ body [4.1.2.4.16].
                                                                           QuoteSignatureInvalid
 F. Verdict
@@ -239,7 +242,9 @@ def _qe_report_signed(pck: _PckChain, qe_report: bytes, signature: bytes) -> boo
 
 def _match_qe_identity(
     qe: EnclaveReportBody, qe_bytes: bytes, prepared: PreparedCollateral
-) -> QeTcbLevel:
+) -> QeTcbLevel | None:
+    """Step 20: identity mismatches raise; the QE TCB level is ``None`` when the QE's ISVSVN is
+    below every level (QVL reports that only at step 22, after the quote signature)."""
     identity = prepared.qe_identity
     mask = identity.miscselect_mask_le
     if qe.misc_select & mask != identity.miscselect_le:
@@ -266,10 +271,7 @@ def _match_qe_identity(
     for level in prepared.qe_tcb_levels:
         if level.isvsvn <= qe.isv_svn:
             return level
-    lowest = min((level.isvsvn for level in prepared.qe_tcb_levels), default=0)
-    raise QeTcbLevelNotFound(
-        f"QE ISVSVN {qe.isv_svn} is below every QE Identity TCB level; expected at least {lowest}"
-    )
+    return None
 
 
 def _match_tcb_level(extension: PckExtension, prepared: PreparedCollateral) -> TcbLevel:
@@ -446,8 +448,15 @@ def verify_quote(
         )
 
     # ---------------------------------------------------------------- F. verdict
-    # [22] Platform TCB level from the PCK certificate's TCB.
+    # [22] Platform TCB level from the PCK certificate's TCB; then the QE's (QVL
+    # checkTcbLevel: both "not supported" outcomes are TCB_NOT_SUPPORTED, the platform's first).
     level = _match_tcb_level(extension, prepared)
+    if qe_level is None:
+        lowest = min((qe_tcb.isvsvn for qe_tcb in prepared.qe_tcb_levels), default=0)
+        raise QeTcbLevelNotFound(
+            f"QE ISVSVN {qe.isv_svn} is below every QE Identity TCB level; expected at least "
+            f"{lowest}"
+        )
     # [23] Converge; a revoked certificate overrides every TCB status.
     qe_status = qe_level.status
     status = _converge(level.status, qe_status)

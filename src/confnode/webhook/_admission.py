@@ -115,7 +115,9 @@ def _wants_quoting(pod: dict[str, Any]) -> bool:
 def is_sgx_pod(pod: Any, config: WebhookConfig) -> bool:
     pod = _dict(pod)
     labels = _dict(_dict(pod.get("metadata")).get("labels"))
-    if str(labels.get(config.node_label, "")).lower() == "true":
+    # Exactly "true", as the webhook configuration's objectSelector matches it: a pod labelled
+    # "True" would otherwise be treated as SGX here but routed to the fail-open entry.
+    if labels.get(config.node_label) == "true":
         return True
     return any(_epc_names(c) for c in _containers(_dict(pod.get("spec"))))
 
@@ -175,8 +177,9 @@ def _ensure_quote_helper(
     if not isinstance(volumes, list):
         volumes = spec["volumes"] = []
     if not any(isinstance(v, dict) and v.get("name") == AESMD_VOLUME for v in volumes):
-        # "Directory", not "DirectoryOrCreate": without the quote helper the pod should wait with a
-        # clear mount event instead of starting with an empty socket directory (AKS docs #93869).
+        # "Directory", not "DirectoryOrCreate": on a node without confnode's DaemonSets (which
+        # create it) the pod waits with a clear mount event instead of starting with an empty
+        # socket directory (AKS docs #93869).
         volumes.append(
             {"name": AESMD_VOLUME, "hostPath": {"path": config.aesmd_host_dir, "type": "Directory"}}
         )

@@ -8,7 +8,7 @@ them exactly, rounding bytes *up* to whole MiB so a pod never gets less EPC than
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 
 from confnode.webhook._errors import InvalidQuantity
 
@@ -36,6 +36,9 @@ _DECIMAL = {
     "E": Decimal(10**18),
 }
 _EXPONENT = re.compile(r"^[eE]([+-]?[0-9]+)$")
+#: Enough digits for any accepted quantity (64 characters, exponent <= 30, times 2**60 and a MiB)
+#: to be exact: the default 28 would round a long quantity, possibly down.
+_PRECISION = 160
 
 
 def parse_quantity(value: object) -> Decimal:
@@ -51,13 +54,16 @@ def parse_quantity(value: object) -> Decimal:
         base = Decimal(number)
     except InvalidOperation as exc:  # pragma: no cover - the regex admits only valid decimals
         raise InvalidQuantity(f"{text!r} is not a Kubernetes quantity") from exc
-    if suffix in _BINARY:
-        return base * _BINARY[suffix]
-    if suffix in _DECIMAL:
-        return base * _DECIMAL[suffix]
-    exponent = _EXPONENT.match(suffix)
-    if exponent is not None and abs(int(exponent.group(1))) <= 30:
-        return base.scaleb(int(exponent.group(1)))
+    with localcontext(prec=_PRECISION):
+        if suffix in _BINARY:
+            return base * _BINARY[suffix]
+        if suffix in _DECIMAL:
+            return base * _DECIMAL[suffix]
+        exponent = _EXPONENT.match(suffix)
+        if exponent is not None:
+            if abs(int(exponent.group(1))) > 30:
+                raise InvalidQuantity(f"{text!r}: exponent beyond ±30 (no EPC is that size)")
+            return base.scaleb(int(exponent.group(1)))
     raise InvalidQuantity(
         f"{text!r} has an unknown suffix {suffix!r} (expected Ki, Mi, Gi, k, M, G…)"
     )
@@ -65,7 +71,8 @@ def parse_quantity(value: object) -> Decimal:
 
 def epc_bytes(resource: str, value: object) -> int:
     """EPC in bytes requested as ``value`` under ``resource``, rounded up to a whole byte."""
-    amount = parse_quantity(value) * EPC_RESOURCES[resource]
+    with localcontext(prec=_PRECISION):
+        amount = parse_quantity(value) * EPC_RESOURCES[resource]
     if amount < 0:
         raise InvalidQuantity(f"{resource}: negative EPC {value!r}")
     return int(amount.to_integral_value(rounding="ROUND_CEILING"))
