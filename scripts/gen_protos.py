@@ -1,10 +1,15 @@
-"""Regenerate the checked-in protobuf/gRPC modules under ``src/confnode/_proto``.
+"""Regenerate the checked-in protobuf modules under ``src/confnode/_proto``.
 
 Every ``.proto`` file under ``src/confnode/_proto`` is compiled with ``src`` as both include
 root and output directory, so the generated imports are package-qualified
 (``confnode._proto.deviceplugin.v1beta1.api_pb2``) while the proto packages (``v1beta1``, ``v1``,
-``aesm.message``) and therefore the wire names stay upstream's. ``--grpc_python_out`` is only
-passed for files that declare a service, so message-only protos get no empty ``_pb2_grpc.py``.
+``aesm.message``) and therefore the wire names stay upstream's.
+
+gRPC service stubs (``_pb2_grpc.py``) are not checked in: confnode's own server and clients build
+their method tables from the generated messages because they move pre-serialized bytes
+(ListAndWatch is encoded once per health change; the probe measures the raw message).
+:func:`generate_grpc` writes the stubs for the tests' peers — a kubelet and a PodResources
+server written from the public definition — into a temporary directory.
 
 Usage: ``.venv/bin/python scripts/gen_protos.py [--out DIR]`` (DIR defaults to ``src``; tests
 generate into a temporary directory and compare the bytes with the committed files).
@@ -25,6 +30,7 @@ from grpc_tools import protoc
 SRC = Path(__file__).resolve().parent.parent / "src"
 PROTO_ROOT = SRC / "confnode" / "_proto"
 _SERVICE = re.compile(r"^\s*service\s+\w+", re.MULTILINE)
+_WELL_KNOWN = resources.files("grpc_tools") / "_proto"
 
 
 def proto_files(src: Path = SRC) -> list[Path]:
@@ -34,36 +40,38 @@ def proto_files(src: Path = SRC) -> list[Path]:
 
 def generated_names(proto: Path) -> list[str]:
     """File names protoc writes next to ``proto`` (relative to the proto's directory)."""
-    stem = proto.stem
-    names = [f"{stem}_pb2.py", f"{stem}_pb2.pyi"]
-    if _SERVICE.search(proto.read_text(encoding="utf-8")):
-        names.append(f"{stem}_pb2_grpc.py")
-    return names
+    return [f"{proto.stem}_pb2.py", f"{proto.stem}_pb2.pyi"]
+
+
+def _protoc(args: list[str], rel: Path) -> None:
+    code = protoc.main(["grpc_tools.protoc", *args, str(rel)])
+    if code != 0:
+        raise RuntimeError(f"protoc failed with exit code {code} on {rel}")
 
 
 def generate(out: Path = SRC, src: Path = SRC) -> list[Path]:
     """Compile every proto under ``src`` into ``out``; return the generated files."""
-    well_known = resources.files("grpc_tools") / "_proto"
     written: list[Path] = []
     for proto in proto_files(src):
         rel = proto.relative_to(src)
-        args = [
-            "grpc_tools.protoc",
-            f"-I{src}",
-            f"-I{well_known}",
-            f"--python_out={out}",
-            f"--pyi_out={out}",
-        ]
-        if _SERVICE.search(proto.read_text(encoding="utf-8")):
-            args.append(f"--grpc_python_out={out}")
-        args.append(str(rel))
         (out / rel.parent).mkdir(parents=True, exist_ok=True)
-        code = protoc.main(args)
-        if code != 0:
-            raise RuntimeError(f"protoc failed with exit code {code} on {rel}")
+        _protoc([f"-I{src}", f"-I{_WELL_KNOWN}", f"--python_out={out}", f"--pyi_out={out}"], rel)
         written.extend(out / rel.parent / name for name in generated_names(proto))
     if out == src:
         _ensure_packages(src)
+    return written
+
+
+def generate_grpc(out: Path, src: Path = SRC) -> dict[str, Path]:
+    """gRPC stubs for every proto that declares a service, keyed by the proto's path under src."""
+    written: dict[str, Path] = {}
+    for proto in proto_files(src):
+        if not _SERVICE.search(proto.read_text(encoding="utf-8")):
+            continue
+        rel = proto.relative_to(src)
+        (out / rel.parent).mkdir(parents=True, exist_ok=True)
+        _protoc([f"-I{src}", f"-I{_WELL_KNOWN}", f"--grpc_python_out={out}"], rel)
+        written[rel.as_posix()] = out / rel.parent / f"{proto.stem}_pb2_grpc.py"
     return written
 
 

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import grpc
 import pytest
+from dp_grpc import deviceplugin_grpc as api_pb2_grpc
 
-from confnode._proto.deviceplugin.v1beta1 import api_pb2, api_pb2_grpc
+from confnode._proto.deviceplugin.v1beta1 import api_pb2
 from confnode.deviceplugin import AgentConfig, DevicePluginAgent, SgxNode
 
 CHECKPOINT = "kubelet_internal_checkpoint"

@@ -9,8 +9,9 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
+from dp_grpc import podresources_grpc as api_pb2_grpc
 
-from confnode._proto.podresources.v1 import api_pb2, api_pb2_grpc
+from confnode._proto.podresources.v1 import api_pb2
 from confnode.deviceplugin import (
     AKS_EPC_RESOURCE,
     MIB,
