@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint typecheck layers unit demo bench clean
+.PHONY: venv test lint typecheck layers unit demo bench e2e clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks scripts
-	$(BIN)/ruff format --check src tests benchmarks scripts
+	$(BIN)/ruff check src tests benchmarks scripts e2e
+	$(BIN)/ruff format --check src tests benchmarks scripts e2e
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict src
@@ -31,6 +31,11 @@ test: lint typecheck layers unit
 
 demo: $(STAMP)
 	$(BIN)/confnode demo
+
+# Real Kubernetes components, etcd and third-party clients (needs Go and Cargo; see e2e/README.md).
+e2e: $(STAMP)
+	bash e2e/build.sh
+	$(BIN)/pytest e2e
 
 bench: $(STAMP)
 	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
