@@ -35,7 +35,7 @@ demo: $(STAMP)
 # Real Kubernetes components, etcd and third-party clients (needs Go and Cargo; see e2e/README.md).
 e2e: $(STAMP)
 	bash e2e/build.sh
-	$(BIN)/pytest e2e
+	CONFNODE_E2E=1 $(BIN)/pytest e2e
 
 bench: $(STAMP)
 	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done

@@ -92,6 +92,7 @@ def bench_pipeline(
             issuer="http://bench",
             policies=PolicyStore(),
             keys=KeyStore(None, "http://bench"),
+            allow_simulated=True,  # the benchmark's quotes come from the simulated platform
         )
 
         async def run() -> float:
@@ -209,6 +210,7 @@ def main() -> None:
             insecure_http=True,
             collateral_dir=str(tmp_path / "collateral"),
             trust_root=str(tmp_path / "root.der"),
+            allow_simulated=True,
             workers=args.workers,
         )
         code = (

@@ -1,14 +1,17 @@
-"""Device-plugin figures: ListAndWatch size/build time, Allocate latency over gRPC, agent RSS.
+"""Device-plugin figures: ListAndWatch size/build time, Allocate latency over gRPC, agent RSS,
+and the PodResources poll of a busy node.
 
 Run: ``.venv/bin/python benchmarks/device_plugin.py``. Every figure is printed with a ratio to
 an anchor measured in the same run (the 28 MiB list for build times, an empty
 GetDevicePluginOptions RPC for Allocate, a bare interpreter importing grpc for RSS), so the
 numbers compare across machines. Targets (issue 4): every list < 4 MiB, Allocate p99 <= 2 ms,
-agent RSS <= 60 MiB.
+agent RSS <= 60 MiB. The PodResources poll (issue 11, defect 7) is compared with the previous
+implementation (protobuf messages + a tuple per device, on the event loop) as its anchor.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -18,6 +21,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from concurrent import futures
 from pathlib import Path
 
 import grpc
@@ -138,7 +142,7 @@ def allocate_latency(rounds: int = 3000) -> None:
     compute = []
     for _ in range(rounds):
         start = time.perf_counter()
-        handler.allocate(ids, aesm_host_dir="/var/run/aesmd")
+        handler.allocate(ids)
         compute.append(time.perf_counter() - start)
     compute.sort()
     print(
@@ -255,6 +259,150 @@ def _measure_command() -> int:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+# --- PodResources poll at 100 GiB fully allocated (devices mode) ------------------------------
+
+_POLL = textwrap.dedent(
+    """
+    import asyncio, json, sys, time
+    from pathlib import Path
+    import grpc
+    from confnode._proto.podresources.v1 import api_pb2
+    from confnode.deviceplugin.podresources import GrpcPodResourcesClient, epc_allocations
+
+    UNITS = {"kubernetes.azure.com/sgx_epc_mem_in_MiB": 1 << 20}
+
+    def status():
+        fields = dict(line.split(":", 1) for line in open("/proc/self/status"))
+        return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
+
+    async def previous(path):
+        # The agent before defect 7: decoded messages, a tuple per device, all on the loop.
+        async with grpc.aio.insecure_channel(
+            f"unix:{path}", options=[("grpc.max_receive_message_length", 16 << 20)]
+        ) as channel:
+            call = channel.unary_unary(
+                "/v1.PodResourcesLister/List",
+                request_serializer=api_pb2.ListPodResourcesRequest.SerializeToString,
+                response_deserializer=api_pb2.ListPodResourcesResponse.FromString,
+            )
+            response = await call(api_pb2.ListPodResourcesRequest())
+        items = [
+            (pod.namespace, pod.name, c.name, d.resource_name, tuple(d.device_ids))
+            for pod in response.pod_resources for c in pod.containers for d in c.devices
+        ]
+        totals = {}
+        for namespace, pod, container, resource, ids in items:
+            if resource in UNITS:
+                key = (namespace, pod, container, resource)
+                totals[key] = totals.get(key, 0) + len(set(ids)) * UNITS[resource]
+        return sum(totals.values()), response.ByteSize()
+
+    async def current(path):
+        data = await GrpcPodResourcesClient(Path(path)).list_response()
+        allocations = await asyncio.to_thread(epc_allocations, data, UNITS)
+        return sum(a.bytes for a in allocations), len(data)
+
+    async def main(mode, path):
+        poll = previous if mode == "previous" else current
+        await poll(path)  # warm-up against the small first answer
+        lag = 0.0
+        async def ticker():
+            nonlocal lag
+            loop = asyncio.get_running_loop()
+            while True:
+                start = loop.time()
+                await asyncio.sleep(0.001)
+                lag = max(lag, loop.time() - start - 0.001)
+        rss0, hwm0 = status()
+        tick = asyncio.create_task(ticker())
+        await asyncio.sleep(0.05)
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        total, size = await poll(path)
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        await asyncio.sleep(0.05)
+        tick.cancel()
+        rss1, hwm1 = status()
+        print(json.dumps({"total": total, "size": size, "cpu": cpu, "wall": wall, "lag": lag,
+                          "rss": rss1 - rss0, "peak": hwm1 - hwm0}))
+
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    """
+)
+
+
+def busy_node_response(epc_gib: int = 100, pods: int = 100) -> bytes:
+    """``List`` of a devices-mode node whose EPC is fully allocated, in the kubelet's shape: one
+    ``ContainerDevices`` per device (pkg/kubelet/cm/devicemanager/pod_devices.go), and the
+    enclave device and a CPU set beside each pod's EPC."""
+    from confnode._proto.podresources.v1 import api_pb2 as pr
+
+    devices = epc_gib * 1024
+    response = pr.ListPodResourcesResponse()
+    for index in range(pods):
+        pod = response.pod_resources.add(name=f"enclave-app-{index:03d}-7d9f8c", namespace="prod")
+        container = pod.containers.add(name="app", cpu_ids=[2 * index, 2 * index + 1])
+        first, last = index * devices // pods, (index + 1) * devices // pods
+        for device in range(first, last):
+            container.devices.add(resource_name="kubernetes.azure.com/sgx_epc_mem_in_MiB",
+                                  device_ids=[str(device)])  # fmt: skip
+        container.devices.add(
+            resource_name="sgx.intel.com/enclave", device_ids=[f"enclave-{index}"]
+        )
+    return response.SerializeToString()
+
+
+def pod_resources_poll() -> None:
+    print("\n== PodResources List poll, 100 GiB devices-mode node fully allocated (100 pods)")
+    from confnode._proto.podresources.v1 import api_pb2 as pr
+
+    big = busy_node_response()
+    small = pr.ListPodResourcesResponse().SerializeToString()
+    answers = iter([small])
+
+    def list_pods(request: bytes, context: object) -> bytes:
+        return next(answers, big)
+
+    handler = grpc.method_handlers_generic_handler(
+        "v1.PodResourcesLister",
+        {"List": grpc.unary_unary_rpc_method_handler(list_pods)},  # bytes in, bytes out
+    )
+    directory = Path(tempfile.mkdtemp(prefix="cn-bench-", dir="/tmp"))
+    path = directory / "pod-resources.sock"
+    results = {}
+    for mode in ("previous", "current"):
+        answers = iter([small])
+        server = grpc.server(futures.ThreadPoolExecutor(2))
+        server.add_generic_rpc_handlers((handler,))
+        server.add_insecure_port(f"unix:{path}")
+        server.start()
+        try:
+            out = subprocess.run(
+                [sys.executable, "-c", _POLL, mode, str(path)],
+                capture_output=True, text=True, check=True,
+            ).stdout  # fmt: skip
+        finally:
+            server.stop(None)
+        results[mode] = json.loads(out)
+    shutil.rmtree(directory, ignore_errors=True)
+    assert results["previous"]["total"] == results["current"]["total"] == 100 * GIB
+    anchor = results["previous"]
+    print(f"response: {len(big)} bytes ({len(big) / MIB:.2f} MiB), {100 * 1024} EPC devices")
+    print(
+        f"{'agent':<40}{'RSS +MiB':>9}{'peak +MiB':>10}{'CPU ms':>8}{'x anchor':>9}"
+        f"{'loop block ms':>14}{'x anchor':>9}"
+    )
+    for mode, label in (
+        ("previous", "previous: messages on the loop (anchor)"),
+        ("current", "current: wire walk in a thread"),
+    ):
+        r = results[mode]
+        print(
+            f"{label:<40}{r['rss'] / 1024:>9.1f}{r['peak'] / 1024:>10.1f}{r['cpu'] * 1e3:>8.0f}"
+            f"{r['cpu'] / anchor['cpu']:>9.2f}{r['lag'] * 1e3:>14.1f}"
+            f"{r['lag'] / anchor['lag']:>9.2f}"
+        )
+
+
 def main() -> None:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(
@@ -264,6 +412,7 @@ def main() -> None:
     list_and_watch()
     allocate_latency()
     agent_rss()
+    pod_resources_poll()
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ REVIEW = {
         "object": {
             "apiVersion": "v1",
             "kind": "Pod",
-            "metadata": {"name": "enclave", "annotations": {"confnode.io/quote-helper": "true"}},
+            "metadata": {"name": "enclave", "annotations": {"confnode.io/aesm-socket": "true"}},
             "spec": {
                 "containers": [
                     {

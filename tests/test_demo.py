@@ -29,7 +29,9 @@ def test_demo_runs_end_to_end() -> None:
         "EPC device plugin",
         "attestation service (HTTPS)",
         "quote, attest, release a key",
+        "TDX: real TD quotes",
     ):
         assert stage in output
     assert "key released and decrypted" in output
+    assert "TD-bound key released and decrypted" in output
     assert "node-status" in output  # the 1 TiB node is planned as node-status capacity

@@ -10,10 +10,13 @@ from typing import Any
 from joserfc.jwk import RSAKey
 
 from confnode.attestation import AttestationService
+from confnode.attestation._admin import Caller, ManagementAction, NotAuthenticated, NotAuthorized
 from confnode.attestation.client import runtime_data_for_key
 from confnode.sim import SimPlatform
 
 ISSUER = "https://attest.confnode.test"
+#: The issuer of tokens about simulated evidence (every quote in these tests is simulated).
+SIM_ISSUER = f"{ISSUER}/simulated"
 ATTEST = "/attest/SgxEnclave?api-version=2022-08-01"
 
 
@@ -50,3 +53,32 @@ class Sim:
 
 
 ServiceFactory = Callable[..., AttestationService]
+
+
+@dataclass
+class FakeReviews:
+    """A :class:`ManagementAuthorizer` standing in for the API server's Token/SubjectAccessReview:
+    ``tokens`` maps bearer tokens to users, ``allowed`` holds the (user, verb) pairs RBAC grants."""
+
+    tokens: dict[str, str]
+    allowed: set[tuple[str, str]]
+
+    async def authorize(self, token: str, action: ManagementAction) -> Caller:
+        user = self.tokens.get(token)
+        if user is None:
+            raise NotAuthenticated("the Kubernetes API server rejected the token: unknown token")
+        if (user, action.verb) not in self.allowed:
+            raise NotAuthorized(f"{user} may not {action.verb} {action.resource}/{action.name}")
+        return Caller(user)
+
+
+ADMIN_TOKEN = "admin-token"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def admin_reviews() -> FakeReviews:
+    """An authorizer that lets the holder of ADMIN_TOKEN do everything."""
+    return FakeReviews(
+        {ADMIN_TOKEN: "system:serviceaccount:ops:admin"},
+        {("system:serviceaccount:ops:admin", v) for v in ("get", "update", "delete")},
+    )

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from attestation_testlib import ISSUER, ServiceFactory, Sim
+from attestation_testlib import ISSUER, SIM_ISSUER, ServiceFactory, Sim
 from joserfc.jwk import RSAKey
 
 from confnode.attestation import AttestationService, KeyStore, PolicyStore
@@ -44,16 +44,15 @@ def keys_dir(tmp_path: Path) -> Path:
     directory = tmp_path / "keys"
     directory.mkdir()
     (directory / "app.key").write_bytes(hashlib.sha256(b"app key").digest())
+    conditions = [
+        {"claim": "x-ms-sgx-is-debuggable", "equals": False},
+        {"claim": "x-confnode-tcb-status", "equals": "UpToDate"},
+    ]
     policy = {
         "version": "1.0.0",
         "anyOf": [
-            {
-                "authority": ISSUER,
-                "allOf": [
-                    {"claim": "x-ms-sgx-is-debuggable", "equals": False},
-                    {"claim": "x-confnode-tcb-status", "equals": "UpToDate"},
-                ],
-            }
+            {"authority": ISSUER, "allOf": conditions},
+            {"authority": SIM_ISSUER, "allOf": conditions},
         ],
     }
     (directory / "app.policy.json").write_text(json.dumps(policy))
@@ -87,6 +86,7 @@ def make_service(sim: Sim, ring: KeyRing, keys_dir: Path) -> ServiceFactory:
             # Policy-semantics tests upload unsigned policies; the production default (refused
             # without a signer) is tested explicitly in test_attestation_service.py.
             "insecure_unsigned_policy_changes": True,
+            "allow_simulated": True,
         }
         options.update(kwargs)
         return AttestationService(appraiser=appraiser, issuer=ISSUER, **options)

@@ -82,6 +82,7 @@ def https_service(tmp_path_factory: pytest.TempPathFactory, sim: Sim) -> Iterato
         keys=KeyStore(keys, url),
         # The SDK's administration client uploads unsigned policies unless given a signing key.
         insecure_unsigned_policy_changes=True,
+        allow_simulated=True,
     )
     config = uvicorn.Config(
         service.app(),
@@ -118,17 +119,17 @@ def test_azure_sdk_attests_simulated_quote_and_validates_token(
             sim.quote(),
             runtime_json=sim.runtime,
             validate_issuer=True,
-            issuer=url,
+            issuer=f"{url}/simulated",  # tokens about simulated evidence have their own issuer
         )
         signers = client.get_signing_certificates()
     assert token.algorithm == "RS256"
     assert token.key_id == signers[0].key_id
-    assert result.issuer == url
+    assert result.issuer == f"{url}/simulated"
     identity = sim.platform.enclave().identity
     assert result.mr_enclave == identity.mr_enclave.hex()
     assert result.mr_signer == identity.mr_signer.hex()
     assert result.is_debuggable is False
-    assert result.verifier_type == "sgx"
+    assert result.verifier_type == "sgx-simulated"
     assert result.runtime_claims["keys"][0]["kid"] == "ek"
     raw = token._body
     assert raw["x-confnode-simulated"] is True
@@ -204,9 +205,13 @@ def test_azure_sdk_administration_client_sets_gets_and_resets_policy(
         assert reset.policy_resolution == "Removed"
 
 
-def test_cli_sim_attest_shows_claims_and_releases_key(https_service: tuple[str, str]) -> None:
+def test_cli_sim_attest_shows_claims_and_releases_key(
+    https_service: tuple[str, str], sim: Sim, tmp_path: Path
+) -> None:
     url, ca_file = https_service
+    sim.platform.save(tmp_path / "sim")
     args = ["attestation", "sim-attest", "--url", url, "--ca-cert", ca_file, "--json"]
+    args += ["--sim-dir", str(tmp_path / "sim")]
     result = CliRunner().invoke(main_group, [*args, "--release", "cli-key", "--nonce", "n-9"])
     assert result.exit_code == 0, result.output
     claims = json.loads(result.output[: result.output.rindex("}") + 1])

@@ -87,7 +87,7 @@ issuancerules { };"""
         ("version=2.0;", 1, 9, "version 2.0 is not supported"),
         ("version=1.0", 1, 12, "expected ';' after the version"),
         ("version=1.0;\nissuancerules{};\nauthorizationrules{};", 3, 1, "must come before"),
-        ("version=1.0;\nauthorizationrules{};", 2, 22, "expected section issuancerules"),
+        ("version=1.0;\nissuancerules{};", 2, 17, "expected section authorizationrules"),
         (
             'version=1.0; authorizationrules { [type=="a" value==1] => permit(); };',
             1,

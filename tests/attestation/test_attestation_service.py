@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,7 +14,16 @@ from typing import Any
 
 import httpx
 import pytest
-from attestation_testlib import ATTEST, ISSUER, ServiceFactory, Sim, b64url
+from attestation_testlib import (
+    ADMIN,
+    ATTEST,
+    ISSUER,
+    SIM_ISSUER,
+    ServiceFactory,
+    Sim,
+    admin_reviews,
+    b64url,
+)
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -23,8 +33,9 @@ from hypothesis import strategies as st
 
 from confnode.attestation import AttestationService, unsigned_policy_jws
 from confnode.attestation._dcap import DcapAppraiser
+from confnode.attestation.client import AttestationClient
 from confnode.collateral import Collateral
-from confnode.errors import CollateralFetchError
+from confnode.errors import CollateralFetchError, InvalidInput, VerificationError
 from confnode.policy import DEFAULT_SGX_POLICY, policy_hash
 from confnode.sgx import Quote
 from confnode.sim import SimPlatform
@@ -52,9 +63,9 @@ def _denied(response: httpx.Response, status: int, code: str, needle: str) -> No
 
 def _claims(response: httpx.Response, ring: KeyRing) -> dict[str, Any]:
     assert response.status_code == 200, response.text
-    return validate_token(
-        response.json()["token"], ring.jwks(datetime.now(UTC)), issuer=ISSUER, now=datetime.now(UTC)
-    )
+    jwks, now = ring.jwks(datetime.now(UTC)), datetime.now(UTC)
+    # Attestation tokens (simulated evidence) and policy-management tokens.
+    return validate_token(response.json()["token"], jwks, issuer=(ISSUER, SIM_ISSUER), now=now)
 
 
 async def test_attest_returns_signed_token_with_maa_and_confnode_claims(
@@ -64,7 +75,8 @@ async def test_attest_returns_signed_token_with_maa_and_confnode_claims(
     response = await client.post(ATTEST, json=sim.body(quote, nonce="n-123"))
     claims = _claims(response, ring)
     identity = sim.platform.enclave().identity
-    assert claims["x-ms-attestation-type"] == "sgx"
+    assert claims["x-ms-attestation-type"] == "sgx-simulated"
+    assert claims["iss"] == SIM_ISSUER
     assert claims["x-ms-ver"] == "1.0"
     assert claims["x-ms-sgx-mrenclave"] == identity.mr_enclave.hex()
     assert claims["x-ms-sgx-mrsigner"] == identity.mr_signer.hex()
@@ -80,7 +92,7 @@ async def test_attest_returns_signed_token_with_maa_and_confnode_claims(
     assert len(claims["x-ms-sgx-collateral"]["quotehash"]) == 64
     # The default policy issues MAA's short aliases.
     assert claims["sgx-mrenclave"] == claims["x-ms-sgx-mrenclave"]
-    assert claims["tee"] == "sgx"
+    assert claims["tee"] == "sgx-simulated"
 
 
 async def test_binary_runtime_data_comes_back_as_ehd(
@@ -123,11 +135,13 @@ async def test_discovery_documents(client: httpx.AsyncClient, ring: KeyRing) -> 
 async def test_revoked_pck_is_denied(
     make_service: ServiceFactory, client_for: ClientFor, sim: Sim
 ) -> None:
-    revoked = SimPlatform(revoked_pck=True)
+    revoked = SimPlatform(seed=sim.platform.config.seed_bytes, revoked_pck=True)  # same root
     service = make_service(platform=revoked)
     quote = Sim(revoked, sim.enclave_key).quote()
     response = await client_for(service).post(ATTEST, json=sim.body(quote))
-    _denied(response, 401, "AttestationFailed", "revoked")
+    _denied(response, 400, "InvalidParameter", "revoked")
+    # The same code as for a revoked TD (the verifier's QuoteRevoked).
+    assert response.json()["error"]["innererror"] == {"code": "QuoteRevoked", "step": "revoked"}
 
 
 async def test_collateral_of_another_platform_is_denied(
@@ -135,7 +149,7 @@ async def test_collateral_of_another_platform_is_denied(
 ) -> None:
     other = SimPlatform(seed="another platform").collateral(datetime.now(UTC))
     response = await client_for(make_service(collateral=other)).post(ATTEST, json=sim.body())
-    _denied(response, 401, "AttestationFailed", "root")
+    _denied(response, 400, "InvalidParameter", "root")
 
 
 async def test_expired_collateral_is_denied(
@@ -143,7 +157,7 @@ async def test_expired_collateral_is_denied(
 ) -> None:
     stale = sim.platform.collateral(datetime.now(UTC) - timedelta(days=45))
     response = await client_for(make_service(collateral=stale)).post(ATTEST, json=sim.body())
-    _denied(response, 401, "AttestationFailed", "expired")
+    _denied(response, 400, "InvalidParameter", "expired")
 
 
 async def test_unavailable_collateral_is_503_without_token(
@@ -155,14 +169,14 @@ async def test_unavailable_collateral_is_503_without_token(
     service = make_service()
     service.appraiser = DcapAppraiser(no_collateral, extra_root=sim.platform.root_certificate())
     response = await client_for(service).post(ATTEST, json=sim.body())
-    _denied(response, 503, "ServiceUnavailable", "PCCS unreachable")
+    _denied(response, 503, "ServiceUnavailable", "unavailable")
 
 
 async def test_simulated_quote_is_untrusted_without_trust_root(
     make_service: ServiceFactory, client_for: ClientFor, sim: Sim
 ) -> None:
     response = await client_for(make_service(trust_root=False)).post(ATTEST, json=sim.body())
-    _denied(response, 401, "AttestationFailed", "Intel")
+    _denied(response, 400, "InvalidParameter", "Intel")
 
 
 async def test_debug_enclave_denied_by_policy_that_forbids_it(
@@ -178,7 +192,7 @@ issuancerules { };
     put = await client.put("/policies/SgxEnclave", content=unsigned_policy_jws(policy))
     assert put.status_code == 200, put.text
     response = await client.post(ATTEST, json=sim.body(sim.quote(debug=True)))
-    _denied(response, 403, "PolicyDenied", "rule 1 (line 3)")
+    _denied(response, 400, "PolicyEvaluationError", "rule 1 (line 3)")
     # The same policy still admits the release enclave.
     claims = _claims(await client.post(ATTEST, json=sim.body()), ring)
     assert claims["x-ms-policy-hash"] == policy_hash(policy)
@@ -187,10 +201,10 @@ issuancerules { };
 async def test_out_of_date_tcb_denied_by_default_policy(
     make_service: ServiceFactory, client_for: ClientFor, sim: Sim
 ) -> None:
-    outdated = SimPlatform(tcb="OutOfDate")
+    outdated = SimPlatform(seed=sim.platform.config.seed_bytes, tcb="OutOfDate")
     quote = Sim(outdated, sim.enclave_key).quote()
     response = await client_for(make_service(platform=outdated)).post(ATTEST, json=sim.body(quote))
-    _denied(response, 403, "PolicyDenied", 'value=="OutOfDate"')
+    _denied(response, 400, "PolicyEvaluationError", 'value=="OutOfDate"')
 
 
 async def test_runtime_data_mismatch_is_denied(client: httpx.AsyncClient, sim: Sim) -> None:
@@ -223,15 +237,38 @@ async def test_malformed_requests(client: httpx.AsyncClient, sim: Sim) -> None:
     )
     _denied(await client.post(ATTEST, content=b"{not json"), 400, "InvalidParameter", "JSON")
     _denied(await client.post(ATTEST, json={"quote": "!!!"}), 400, "InvalidParameter", "base64")
-    _denied(
-        await client.post(ATTEST, json={"quote": b64url(b"short")}), 400, "InvalidQuote", "header"
-    )
+    # MAA's code for malformed evidence; ours in innererror.
+    short = await client.post(ATTEST, json={"quote": b64url(b"short")})
+    _denied(short, 400, "InvalidParameter", "header")
+    assert short.json()["error"]["innererror"] == {"code": "InvalidQuote"}
     _denied(
         await client.post("/attest/TdxVm?api-version=2022-08-01", json=sim.body()),
         400,
         "InvalidParameter",
         "TdxVm",
     )
+
+
+async def test_client_tells_malformed_quotes_from_failed_evidence(
+    client: httpx.AsyncClient, sim: Sim
+) -> None:
+    """Both answer 400 InvalidParameter (as MAA); ``innererror`` tells confnode's client which is
+    the caller's input (exit 2) and which the evidence's verdict (exit 1)."""
+    malformed = await client.post(ATTEST, json={"quote": b64url(b"short")})
+    unbound = await client.post(ATTEST, json=sim.body(sim.quote(report_data=bytes(64))))
+    assert malformed.status_code == unbound.status_code == 400, unbound.text
+
+    def replay(answer: httpx.Response) -> AttestationClient:
+        def handler(request: httpx.Request) -> httpx.Response:
+            return httpx.Response(answer.status_code, content=answer.content)
+
+        return AttestationClient(ISSUER, transport=httpx.MockTransport(handler))
+
+    with pytest.raises(InvalidInput, match="InvalidParameter") as raised:
+        replay(malformed).attest_sgx(b"short")
+    assert not isinstance(raised.value, VerificationError)
+    with pytest.raises(VerificationError, match="runtimeData"):
+        replay(unbound).attest_sgx(b"quote")
 
 
 async def test_deeply_nested_json_is_malformed_input(client: httpx.AsyncClient, sim: Sim) -> None:
@@ -274,7 +311,7 @@ authorizationrules {
 };
 issuancerules { };"""
     response = await client.post(ATTEST, json=sim.body(draftPolicyForAttestation=draft))
-    _denied(response, 403, "PolicyDenied", "no authorization rule permitted")
+    _denied(response, 400, "PolicyEvaluationError", "no authorization rule permitted")
     (entry,) = response.json()["error"]["trace"]
     assert entry["line"] == 3 and entry["matched"] is False
 
@@ -286,7 +323,7 @@ async def test_draft_policy_that_multiplies_bindings_is_refused(
     bindings = " && ".join(f"v{i}:[]" for i in range(15))
     draft = f'version=1.0; authorizationrules {{ {bindings} && [type=="absent"] => permit(); }};'
     body = sim.body(draftPolicyForAttestation=draft + " issuancerules { };")
-    _denied(await client.post(ATTEST, json=body), 400, "InvalidPolicy", "claim comparisons")
+    _denied(await client.post(ATTEST, json=body), 400, "PolicyParsingError", "claim comparisons")
 
 
 async def test_draft_policy_syntax_error_has_line_and_column(
@@ -294,7 +331,7 @@ async def test_draft_policy_syntax_error_has_line_and_column(
 ) -> None:
     draft = 'version=1.0;\nauthorizationrules {\n  [type="a"] => permit();\n};'
     response = await client.post(ATTEST, json=sim.body(draftPolicyForAttestation=draft))
-    _denied(response, 400, "InvalidPolicy", "line 3, column 8")
+    _denied(response, 400, "PolicyParsingError", "line 3, column 8")
 
 
 # -- policy management ------------------------------------------------------------------------
@@ -322,7 +359,8 @@ def _signed_jws(policy: str, key: Any, cert: x509.Certificate, alg: str = "RS256
     from joserfc.jwk import ECKey, OctKey, RSAKey
 
     x5c = [base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()]
-    payload = json.dumps({"AttestationPolicy": b64url(policy.encode())})
+    # iat: signed changes must be fresh (not replayable).
+    payload = json.dumps({"AttestationPolicy": b64url(policy.encode()), "iat": int(time.time())})
     if alg == "HS256":
         jwk: Any = OctKey.import_key(b"k" * 32)
     elif alg == "ES256":
@@ -438,10 +476,11 @@ async def test_get_put_reset_policy_round_trip(client: httpx.AsyncClient, ring: 
 async def test_without_a_policy_signer_policy_changes_are_refused(
     make_service: ServiceFactory, client_for: ClientFor
 ) -> None:
-    client = client_for(make_service(insecure_unsigned_policy_changes=False))
+    service = make_service(insecure_unsigned_policy_changes=False, management_auth=admin_reviews())
+    client = client_for(service)
     unsigned = json.dumps(unsigned_policy_jws(POLICY_V2))
     _denied(
-        await client.put("/policies/SgxEnclave", content=unsigned),
+        await client.put("/policies/SgxEnclave", content=unsigned, headers=ADMIN),
         403,
         "PolicyChangesDisabled",
         "no policy signer",
@@ -449,21 +488,24 @@ async def test_without_a_policy_signer_policy_changes_are_refused(
     key, cert = _signer()
     signed = _signed_jws(POLICY_V2, key, cert)  # any self-chosen key would do: refuse it too
     _denied(
-        await client.put("/policies/SgxEnclave", content=signed),
+        await client.put("/policies/SgxEnclave", content=signed, headers=ADMIN),
         403,
         "PolicyChangesDisabled",
         "no policy signer",
     )
-    reset = await client.post("/policies/SgxEnclave:reset", content=unsigned_policy_jws(None))
+    reset = await client.post(
+        "/policies/SgxEnclave:reset", content=unsigned_policy_jws(None), headers=ADMIN
+    )
     _denied(reset, 403, "PolicyChangesDisabled", "no policy signer")
-    assert (await client.get("/policies/SgxEnclave")).status_code == 200  # reading stays open
+    # An authenticated administrator may still read it.
+    assert (await client.get("/policies/SgxEnclave", headers=ADMIN)).status_code == 200
 
 
 async def test_bad_policy_text_is_rejected_with_position(client: httpx.AsyncClient) -> None:
     response = await client.put(
         "/policies/SgxEnclave", content=unsigned_policy_jws("version=1.0; authorizationrules {")
     )
-    _denied(response, 400, "InvalidPolicy", "line 1, column")
+    _denied(response, 400, "PolicyParsingError", "line 1, column")
 
 
 # -- key release ------------------------------------------------------------------------------
@@ -511,7 +553,7 @@ async def test_broken_release_policy_file_is_a_server_fault(
     (keys_dir / "app.policy.json").write_text('{"anyOf": []}')
     token = (await client.post(ATTEST, json=sim.body())).json()["token"]
     response = await client.post("/keys/app/release", json={"target": token})
-    _denied(response, 503, "ServiceUnavailable", "app.policy.json")
+    _denied(response, 503, "ServiceUnavailable", "unavailable")  # the path is only logged
     assert "value" not in response.json()
 
 
@@ -533,12 +575,15 @@ async def test_policy_signed_by_the_azure_sdk_is_accepted(
     from azure.security.attestation._generated.models import StoredAttestationPolicy
 
     key, cert = _signer()
-    token = AttestationToken(
-        body=StoredAttestationPolicy(attestation_policy=POLICY_V2.encode()),
-        signing_key=key,
-        signing_certificate=cert,
-    )
     client = client_for(make_service(signers=(cert,)))
+    # What SDK 1.0's set_policy sends: no iat, so it could be replayed, and it is refused.
+    sdk_body = StoredAttestationPolicy(attestation_policy=POLICY_V2.encode())
+    unfresh = AttestationToken(body=sdk_body, signing_key=key, signing_certificate=cert)
+    response = await client.put("/policies/SgxEnclave", content=unfresh.to_jwt_string())
+    _denied(response, 401, "PolicyNotFresh", "carries no iat")
+    # The same SDK signing code over a body with iat is accepted.
+    body = {"AttestationPolicy": b64url(POLICY_V2.encode()), "iat": int(time.time())}
+    token = AttestationToken(body=body, signing_key=key, signing_certificate=cert)
     response = await client.put("/policies/SgxEnclave", content=token.to_jwt_string())
     assert _claims(response, ring)["x-ms-policy-result"] == "Updated"
     _, stranger_cert = _signer("stranger")
@@ -562,7 +607,7 @@ async def test_rotated_signing_key_is_picked_up_without_restart(
     assert token_header(new_token)["kid"] == jwks["keys"][0]["kid"]
     assert token_header(old_token)["kid"] == jwks["keys"][1]["kid"]
     for token in (old_token, new_token):
-        assert validate_token(token, jwks, issuer=ISSUER, now=now)["iss"] == ISSUER
+        assert validate_token(token, jwks, issuer=SIM_ISSUER, now=now)["iss"] == SIM_ISSUER
 
 
 @settings(

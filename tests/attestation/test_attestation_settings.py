@@ -84,6 +84,7 @@ def test_build_service_creates_signing_key_and_trusts_extra_root(tmp_path: Path,
         insecure_http=True,
         collateral_dir=str(tmp_path / "bundles"),
         trust_root=str(tmp_path / "root.der"),
+        allow_simulated=True,
         issuer="https://attest.example/",
     )
     service = build_service(settings)

@@ -241,6 +241,50 @@ def test_release_policy_any_of_and_legacy_condition_form() -> None:
     assert evaluate_release_policy(policy, GOOD, issuer=URL).allowed
 
 
+def _allows(condition: dict[str, Any], claims: dict[str, Any]) -> bool:
+    policy = parse_release_policy({"anyOf": [{"authority": URL, "allOf": [condition]}]})
+    return evaluate_release_policy(policy, claims, issuer=URL).allowed
+
+
+@pytest.mark.parametrize(
+    ("condition", "claims", "allowed"),
+    [
+        # notEquals "True" on a claim that is true held (its JSON spelling is "true"): fail open.
+        ({"claim": "sim", "notEquals": "True"}, {"sim": True}, False),
+        ({"claim": "sim", "notEquals": "True"}, {"sim": False}, True),
+        ({"claim": "sim", "equals": "FALSE"}, {"sim": False}, True),
+        ({"claim": "sim", "equals": "false"}, {"sim": True}, False),
+        # Values that cannot be compared are neither equal nor "not equal".
+        ({"claim": "d", "notEquals": "yes"}, {"d": True}, False),
+        ({"claim": "d", "equals": "yes"}, {"d": True}, False),
+        ({"claim": "svn", "notEquals": "abc"}, {"svn": 3}, False),
+        ({"claim": "svn", "notEquals": "1_000"}, {"svn": 3}, False),
+        ({"claim": "x", "notEquals": "value"}, {"x": None}, False),
+        ({"claim": "x", "notEquals": "value"}, {"x": {"value": 1}}, False),
+        # Numbers written as strings compare as numbers, both ways.
+        ({"claim": "svn", "equals": "3"}, {"svn": 3}, True),
+        ({"claim": "svn", "notEquals": "3"}, {"svn": 4}, True),
+        ({"claim": "svn", "equals": 3}, {"svn": "3"}, True),
+        ({"claim": "svn", "greaterOrEquals": "2"}, {"svn": 3}, True),
+        ({"claim": "s", "notEquals": "UpToDate"}, {"s": "OutOfDate"}, True),
+    ],
+)  # fmt: skip
+def test_release_policy_equality_across_types_fails_closed(
+    condition: dict[str, Any], claims: dict[str, Any], allowed: bool
+) -> None:
+    assert _allows(condition, claims) is allowed
+
+
+@given(
+    st.booleans() | st.integers() | st.text(max_size=6) | st.floats(allow_nan=False),
+    st.none() | st.booleans() | st.integers() | st.text(max_size=6) | st.lists(st.integers()),
+)
+def test_release_policy_equals_and_not_equals_never_both_hold(expected: Any, actual: Any) -> None:
+    """For any claim value and policy value, at most one of equals/notEquals holds."""
+    both = [_allows({"claim": "c", o: expected}, {"c": actual}) for o in ("equals", "notEquals")]
+    assert not all(both)
+
+
 def test_release_policy_compares_huge_numbers_without_overflow() -> None:
     """Integers beyond float range (JSON runtime data may carry them) compare exactly."""
     policy = parse_release_policy(

@@ -38,7 +38,12 @@ def _dt(text: str) -> datetime:
 
 
 def test_tcb_status_values_are_intels_names() -> None:
-    assert [s.value for s in TcbStatus] == [*INTEL_STATUSES, "TcbLevelNotFound"]
+    assert [s.value for s in TcbStatus] == [
+        *INTEL_STATUSES,
+        "TcbLevelNotFound",
+        "TDRelaunchAdvised",
+        "TDRelaunchAdvisedConfigurationNeeded",
+    ]
     assert TcbStatus("SWHardeningNeeded") == "SWHardeningNeeded"
 
 
@@ -158,6 +163,10 @@ def _tcb_info_v3(**overrides: Any) -> dict[str, Any]:
     return doc
 
 
+def _qe_level(isvsvn: int, status: str) -> dict[str, Any]:
+    return {"tcb": {"isvsvn": isvsvn}, "tcbDate": "2024-03-13T00:00:00Z", "tcbStatus": status}
+
+
 def _identity(**overrides: Any) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "id": "QE",
@@ -197,11 +206,63 @@ def test_datetimes_with_offsets_are_normalised_to_utc() -> None:
     assert info.issue_date.utcoffset() == timedelta(0)
 
 
+TDX_MODULE = {"mrsigner": "00" * 48, "attributes": "00" * 8, "attributesMask": "FF" * 8}
+
+
 def test_tdx_levels_require_tdx_components() -> None:
     with pytest.raises(InvalidCollateral, match=r"tcbLevels\[0\]\.tcb\.tdxtcbcomponents: missing"):
-        parse_tcb_info(_tcb_info_v3(id="TDX"))
-    info = parse_tcb_info(_tcb_info_v3(id="TDX", tcbLevels=[_level_v3(tdx=True)]))
+        parse_tcb_info(_tcb_info_v3(id="TDX", tdxModule=TDX_MODULE))
+    info = parse_tcb_info(
+        _tcb_info_v3(id="TDX", tdxModule=TDX_MODULE, tcbLevels=[_level_v3(tdx=True)])
+    )
     assert info.tcb_levels[0].tdx_components == (2,) * 16
+
+
+def test_tdx_tcb_info_requires_tdx_module() -> None:
+    """QVL's TDX TCB Info parser requires tdxModule: without it there is no SEAM identity."""
+    with pytest.raises(InvalidCollateral, match=r"tdxModule: missing \(expected in TDX TCB Info"):
+        parse_tcb_info(_tcb_info_v3(id="TDX", tcbLevels=[_level_v3(tdx=True)]))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "member"),
+    [
+        ({"tcbLevels": [_level_v3(tdx=True)]}, r"tcbLevels\[0\]\.tcb\.tdxtcbcomponents"),
+        ({"tcbLevels": [_level_v3(2), _level_v3(1, tdx=True)]}, r"tcbLevels\[1\]"),
+        ({"tdxModule": TDX_MODULE}, "tdxModule"),
+        ({"tdxModuleIdentities": []}, "tdxModuleIdentities"),
+    ],
+)
+def test_sgx_tcb_info_with_tdx_members_is_rejected(overrides: dict[str, Any], member: str) -> None:
+    """TDX-only members in SGX TCB Info would let TDX SVNs reach SGX level ordering."""
+    with pytest.raises(InvalidCollateral, match=member + r".*TDX-only member in SGX TCB Info"):
+        parse_tcb_info(_tcb_info_v3(**overrides))
+
+
+@pytest.mark.parametrize(
+    "status", ["SWHardeningNeeded", "ConfigurationAndSWHardeningNeeded", "TcbLevelNotFound"]
+)
+def test_qe_identity_levels_take_only_intels_five_statuses(status: str) -> None:
+    """QVL's Enclave Identity parser knows UpToDate, ConfigurationNeeded, OutOfDate,
+    OutOfDateConfigurationNeeded and Revoked; anything else is a malformed document."""
+    doc = _identity(tcbLevels=[_qe_level(8, "UpToDate"), _qe_level(6, status)])
+    with pytest.raises(InvalidCollateral, match=r"tcbLevels\[1\]\.tcbStatus: expected one of"):
+        parse_enclave_identity(doc)
+    for ok in ("ConfigurationNeeded", "OutOfDateConfigurationNeeded", "Revoked"):
+        parse_enclave_identity(_identity(tcbLevels=[_qe_level(6, ok)]))
+
+
+def test_tdx_module_levels_take_only_intels_three_statuses() -> None:
+    """QVL ``VALID_MODULE_TCB_STATUSES``: UpToDate, OutOfDate, Revoked."""
+    identity = {**TDX_MODULE, "id": "TDX_01", "tcbLevels": [_qe_level(4, "ConfigurationNeeded")]}
+    doc = _tcb_info_v3(
+        id="TDX",
+        tdxModule=TDX_MODULE,
+        tdxModuleIdentities=[identity],
+        tcbLevels=[_level_v3(tdx=True)],
+    )
+    with pytest.raises(InvalidCollateral, match=r"tdxModuleIdentities\[0\]\.tcbLevels\[0\]"):
+        parse_tcb_info(doc)
 
 
 @pytest.mark.parametrize(
@@ -288,6 +349,33 @@ def _iso(d: datetime) -> str:
     return d.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+tdx_modules = st.fixed_dictionaries(
+    {
+        "mrsigner": st.binary(min_size=48, max_size=48).map(bytes.hex),
+        "attributes": st.binary(min_size=8, max_size=8).map(bytes.hex),
+        "attributesMask": st.binary(min_size=8, max_size=8).map(lambda b: b.hex().upper()),
+    }
+)
+module_levels = st.lists(
+    st.fixed_dictionaries(
+        {
+            "tcb": st.fixed_dictionaries({"isvsvn": st.integers(0, 255)}),
+            "tcbDate": dates.map(_iso),
+            "tcbStatus": st.sampled_from(["UpToDate", "OutOfDate", "Revoked"]),
+        },
+        optional={"advisoryIDs": advisories.map(list)},
+    ),
+    min_size=1,
+    max_size=3,
+)
+tdx_module_identities = st.builds(
+    lambda module, ident, levels: {**module, "id": ident, "tcbLevels": levels},
+    tdx_modules,
+    st.from_regex(r"TDX_[0-9A-F]{2}", fullmatch=True),
+    module_levels,
+)
+
+
 @st.composite
 def tcb_info_documents(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
     """A TCB Info JSON object and the values the parser must report for it."""
@@ -341,6 +429,13 @@ def tcb_info_documents(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]
     }
     if version == 3:
         doc["id"] = tee
+    module = identities = None
+    if tee == "TDX":
+        module = draw(tdx_modules)
+        doc["tdxModule"] = module
+        if draw(st.booleans()):
+            identities = draw(st.lists(tdx_module_identities, max_size=3))
+            doc["tdxModuleIdentities"] = identities
     expected = {
         "id": tee,
         "version": version,
@@ -350,6 +445,8 @@ def tcb_info_documents(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]
         "pce_id": pce_id,
         "eval": doc["tcbEvaluationDataNumber"],
         "levels": expected_levels,
+        "module": module,
+        "identities": identities or [],
     }
     keys_order = draw(st.permutations(list(doc)))
     return {k: doc[k] for k in keys_order}, expected
@@ -385,6 +482,32 @@ def test_generated_tcb_info_documents_parse_and_round_trip(
         for lvl in info.tcb_levels
     ]
     assert got == expected["levels"]
+    module = expected["module"]
+    if module is None:
+        assert info.tdx_module is None
+    else:
+        assert info.tdx_module is not None
+        assert info.tdx_module.mrsigner.hex() == module["mrsigner"]
+        assert info.tdx_module.attributes.hex() == module["attributes"]
+        assert info.tdx_module.attributes_mask.hex().upper() == module["attributesMask"]
+    assert [
+        (
+            m.id,
+            m.mrsigner.hex(),
+            [(lvl.isvsvn, lvl.status.value, lvl.advisory_ids) for lvl in m.tcb_levels],
+        )
+        for m in info.tdx_module_identities
+    ] == [
+        (
+            m["id"],
+            m["mrsigner"],
+            [
+                (lvl["tcb"]["isvsvn"], lvl["tcbStatus"], tuple(lvl.get("advisoryIDs", ())))
+                for lvl in m["tcbLevels"]
+            ],
+        )
+        for m in expected["identities"]
+    ]
 
     base = Collateral.from_json(_sgx_bundle_text(dcap_qvl_dir))
     bundle = Collateral.from_parts(

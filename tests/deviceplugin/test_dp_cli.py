@@ -100,7 +100,8 @@ def test_node_status_mode_outside_a_cluster_fails_clearly(runner: CliRunner, plu
         env={"KUBERNETES_SERVICE_HOST": ""},
     )
     assert result.exit_code == 3
-    assert "node-status EPC mode needs the in-cluster API server" in result.output
+    assert "publishing node capacity/labels needs the API server" in result.output
+    assert "--kubeconfig" in result.output
 
 
 def test_probe_a_running_plugin(runner: CliRunner, plugin_dir, config_for) -> None:

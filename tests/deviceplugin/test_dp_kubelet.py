@@ -11,6 +11,7 @@ import pytest
 
 from confnode._proto.deviceplugin.v1beta1 import api_pb2
 from confnode.deviceplugin import (
+    AESM_RESOURCE,
     AKS_EPC_RESOURCE,
     ENCLAVE_RESOURCE,
     MIB,
@@ -27,7 +28,9 @@ from confnode.metrics import NodeAgentMetrics
 from confnode.platform import HostRoots
 
 EPC_SOCK = socket_name(AKS_EPC_RESOURCE)
+ENCLAVE_SOCK = socket_name(ENCLAVE_RESOURCE)
 PROVISION_SOCK = socket_name(PROVISION_RESOURCE)
+AESM_SOCK = socket_name(AESM_RESOURCE)
 
 
 async def first_list(stub: object) -> api_pb2.ListAndWatchResponse:
@@ -56,9 +59,9 @@ async def test_serves_before_registering_with_the_documented_fields(
 ):
     agent = DevicePluginAgent(sim_node, config_for(plugin_dir))
     async with run_agent(agent):
-        regs = await kubelet.wait_registrations(2)
+        regs = await kubelet.wait_registrations(3)
     by_name = {r.request.resource_name: r for r in regs}
-    assert set(by_name) == {AKS_EPC_RESOURCE, PROVISION_RESOURCE}
+    assert set(by_name) == {AKS_EPC_RESOURCE, ENCLAVE_RESOURCE, PROVISION_RESOURCE}
     epc = by_name[AKS_EPC_RESOURCE]
     assert epc.request.version == "v1beta1"
     assert epc.request.endpoint == EPC_SOCK  # a file name, joined by the kubelet
@@ -100,6 +103,15 @@ async def test_list_and_watch_and_allocate_in_simulation(
     assert not provision.container_responses[0].devices
 
 
+async def allocate(
+    kubelet: object, sock: str, *device_ids: str
+) -> api_pb2.ContainerAllocateResponse:
+    async with kubelet.dial(sock) as plugin:  # type: ignore[attr-defined]
+        request = api_pb2.AllocateRequest()
+        request.container_requests.add(devices_ids=list(device_ids))
+        return (await plugin.Allocate(request)).container_responses[0]
+
+
 async def test_allocate_payloads_on_a_real_driver(
     kubelet, plugin_dir, host_tree, config_for, run_agent
 ):
@@ -113,21 +125,11 @@ async def test_allocate_payloads_on_a_real_driver(
     agent = DevicePluginAgent(node, config, driver=DevicePathsProbe(roots, node.enclave_devices))
     try:
         async with run_agent(agent):
-            await kubelet.wait_registrations(2)
-            async with kubelet.dial(EPC_SOCK) as plugin:
-                request = api_pb2.AllocateRequest()
-                request.container_requests.add(devices_ids=[str(i) for i in range(10)])
-                epc = (await plugin.Allocate(request)).container_responses[0]
-            async with kubelet.dial(PROVISION_SOCK) as plugin:
-                request = api_pb2.AllocateRequest()
-                request.container_requests.add(devices_ids=["provision-0"])
-                provision = (await plugin.Allocate(request)).container_responses[0]
-            listener.close()
-            (aesm_dir / "aesm.socket").unlink()
-            async with kubelet.dial(EPC_SOCK) as plugin:
-                request = api_pb2.AllocateRequest()
-                request.container_requests.add(devices_ids=["5"])
-                without_helper = (await plugin.Allocate(request)).container_responses[0]
+            await kubelet.wait_registrations(4)
+            epc = await allocate(kubelet, EPC_SOCK, *(str(i) for i in range(10)))
+            enclave = await allocate(kubelet, ENCLAVE_SOCK, "enclave-3")
+            provision = await allocate(kubelet, PROVISION_SOCK, "provision-0")
+            aesm = await allocate(kubelet, AESM_SOCK, "aesm-0")
     finally:
         listener.close()
 
@@ -136,20 +138,56 @@ async def test_allocate_payloads_on_a_real_driver(
         ("/dev/sgx_enclave", "/dev/sgx_enclave", "rw"),
         ("/dev/sgx/enclave", "/dev/sgx_enclave", "rw"),  # legacy in-container path
     }
-    assert [(m.container_path, m.host_path, m.read_only) for m in epc.mounts] == [
-        ("/var/run/aesmd", str(aesm_dir), True)
-    ]
-    assert dict(epc.envs) == {"SGX_EPC_MIB": "10", "SGX_AESM_ADDR": "1"}
+    assert {(d.container_path, d.host_path, d.permissions) for d in enclave.devices} == devices
+    # the socket exists, yet device resources carry no AESM mount or variable (defect 6)
+    for response in (epc, enclave, provision):
+        assert not response.mounts
+        assert "SGX_AESM_ADDR" not in response.envs
+    assert dict(epc.envs) == {"SGX_EPC_MIB": "10"}
     # provision only through its own resource, and it carries no enclave node
     assert "/dev/sgx_provision" not in {d.host_path for d in epc.devices}
     assert {(d.container_path, d.host_path) for d in provision.devices} == {
         ("/dev/sgx_provision", "/dev/sgx_provision"),
         ("/dev/sgx/provision", "/dev/sgx_provision"),
     }
-    assert not provision.mounts
-    # the helper went away: no mount, no SGX_AESM_ADDR
-    assert not without_helper.mounts
-    assert dict(without_helper.envs) == {"SGX_EPC_MIB": "1"}
+    # the opt-in resource: the socket directory and SGX_AESM_ADDR, no device nodes
+    assert [(m.container_path, m.host_path, m.read_only) for m in aesm.mounts] == [
+        ("/var/run/aesmd", str(aesm_dir), True)
+    ]
+    assert dict(aesm.envs) == {"SGX_AESM_ADDR": "1"}
+    assert not aesm.devices
+
+
+async def test_aesm_pool_is_healthy_only_while_the_quote_helper_socket_exists(
+    kubelet, plugin_dir, host_tree, config_for, run_agent
+):
+    """Opted-in pods are admitted only where a quote helper serves (allocatable follows health)."""
+    roots, node, _ = host_tree
+    aesm_socket = plugin_dir / "aesm.socket"
+    config = config_for(plugin_dir, aesm_socket=aesm_socket, aesm_limit=3)
+    agent = DevicePluginAgent(node, config, driver=DevicePathsProbe(roots, node.enclave_devices))
+    async with run_agent(agent):
+        await kubelet.wait_registrations(4)
+        async with kubelet.dial(AESM_SOCK) as plugin:
+            stream = plugin.ListAndWatch(api_pb2.Empty())
+            try:
+                absent = await asyncio.wait_for(stream.read(), 2)
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await allocate(kubelet, AESM_SOCK, "aesm-0")
+                listener = socket.socket(socket.AF_UNIX)
+                listener.bind(str(aesm_socket))
+                present = await asyncio.wait_for(stream.read(), 2)
+                listener.close()
+            finally:
+                stream.cancel()
+        async with kubelet.dial(ENCLAVE_SOCK) as plugin:
+            enclave = await first_list(plugin)
+    assert [d.ID for d in absent.devices] == ["aesm-0", "aesm-1", "aesm-2"]
+    assert {d.health for d in absent.devices} == {"Unhealthy"}
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "no quote-helper socket" in (refused.value.details() or "")
+    assert {d.health for d in present.devices} == {"Healthy"}
+    assert {d.health for d in enclave.devices} == {"Healthy"}  # enclaves need no helper
 
 
 async def test_unknown_device_ids_fail_the_allocate_call(
@@ -239,13 +277,14 @@ async def test_hundred_kubelet_restarts_each_reregister_within_one_second(
     agent = DevicePluginAgent(sim_node, config_for(plugin_dir), metrics=metrics)
     delays: list[float] = []
     async with run_agent(agent):
-        await kubelet.wait_registrations(2)
+        await kubelet.wait_registrations(3)
         for round_ in range(1, 101):
             started = await kubelet.restart()
-            regs = await kubelet.wait_registrations(2 * (round_ + 1), timeout=2.0)
-            fresh = regs[-2:]
+            regs = await kubelet.wait_registrations(3 * (round_ + 1), timeout=2.0)
+            fresh = regs[-3:]
             assert {r.request.resource_name for r in fresh} == {
                 AKS_EPC_RESOURCE,
+                ENCLAVE_RESOURCE,
                 PROVISION_RESOURCE,
             }
             assert all(r.endpoint_existed for r in fresh)
@@ -279,7 +318,7 @@ async def test_registration_is_retried_until_the_kubelet_accepts(
             "confnode_device_plugin_registered", {"resource": AKS_EPC_RESOURCE}
         )
         kubelet.reject_with = None
-        await kubelet.wait_registrations(2, timeout=3.0)
+        await kubelet.wait_registrations(3, timeout=3.0)
         await asyncio.sleep(0.05)
         registered = metrics.registry.get_sample_value(
             "confnode_device_plugin_registered", {"resource": AKS_EPC_RESOURCE}

@@ -110,7 +110,7 @@ async def test_epc_allocated_per_container_from_pod_resources(
 async def test_client_reports_a_missing_kubelet(plugin_dir: Path) -> None:
     client = GrpcPodResourcesClient(plugin_dir / "absent.sock", timeout=0.5)
     with pytest.raises(InfrastructureError, match="PodResources List"):
-        await client.list_assignments()
+        await client.list_response()
 
 
 async def test_quote_helper_reachability(plugin_dir: Path) -> None:
@@ -138,13 +138,19 @@ def test_metrics_are_served_over_http_from_a_private_registry() -> None:
     metrics.kubelet_restarted()
     metrics.set_quote_helper_up(True)
     other.set_quote_helper_up(False)
-    server, thread = serve_metrics(metrics, 0, "127.0.0.1")
+    server, thread = serve_metrics(
+        metrics, 0, "127.0.0.1", live=lambda: None, ready=lambda: "not registered: x"
+    )
     try:
-        port = server.server_port  # type: ignore[attr-defined]
+        port = server.server_port
         text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        live = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
     finally:
-        server.shutdown()  # type: ignore[attr-defined]
+        server.shutdown()
         thread.join(5)
+    assert (live.status_code, live.text) == (200, "ok\n")
+    assert (ready.status_code, ready.text) == (503, "not registered: x\n")
     assert 'confnode_epc_capacity_bytes{numa_node="1"} 3.3554432e+07' in text
     assert f'confnode_device_plugin_registered{{resource="{AKS_EPC_RESOURCE}"}} 1.0' in text
     assert "confnode_kubelet_restarts_total 1.0" in text

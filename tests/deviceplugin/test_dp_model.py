@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from confnode.deviceplugin import (
+    AESM_RESOURCE,
     AKS_EPC_RESOURCE,
     ENCLAVE_RESOURCE,
     INTEL_EPC_RESOURCE,
@@ -128,11 +131,24 @@ def test_forcing_devices_on_a_huge_node_is_refused() -> None:
 
 def test_provision_resource_only_where_provisioning_exists() -> None:
     no_prov = SgxNode.from_numa_map({0: 28 * MIB}, ("/dev/isgx",))
-    names = [r.name for r in plan_resources(no_prov, AgentConfig()).resources]
-    assert names == [AKS_EPC_RESOURCE]
+    names = [r.name for r in plan_resources(no_prov, AgentConfig(aesm_socket=None)).resources]
+    assert names == [AKS_EPC_RESOURCE, ENCLAVE_RESOURCE]
     with_prov = SgxNode.from_numa_map({0: 28 * MIB}, ("/dev/sgx_enclave",), ("/dev/sgx_provision",))
-    names = [r.name for r in plan_resources(with_prov, AgentConfig()).resources]
-    assert names == [AKS_EPC_RESOURCE, PROVISION_RESOURCE]
+    names = [r.name for r in plan_resources(with_prov, AgentConfig(aesm_socket=None)).resources]
+    assert names == [AKS_EPC_RESOURCE, ENCLAVE_RESOURCE, PROVISION_RESOURCE]
+
+
+@pytest.mark.parametrize("epc", [28 * MIB, 64 * GIB, 1 << 40])
+def test_every_mode_serves_the_enclave_pool_and_the_aesm_opt_in(epc: int) -> None:
+    """One pod spec (EPC by name + sgx.intel.com/enclave: 1) fits small and large nodes alike."""
+    node = SgxNode.from_numa_map({0: epc}, ("/dev/sgx_enclave",), ("/dev/sgx_provision",))
+    plan = plan_resources(node, AgentConfig(aesm_socket=Path("/run/aesmd/aesm.socket")))
+    by_name = {r.name: r for r in plan.resources}
+    assert plan.mode is (EpcMode.DEVICES if epc <= 64 * GIB else EpcMode.NODE_STATUS)
+    assert (AKS_EPC_RESOURCE in by_name) is (plan.mode is EpcMode.DEVICES)
+    assert by_name[ENCLAVE_RESOURCE].count == 110
+    assert by_name[AESM_RESOURCE].kind is ResourceKind.AESM
+    assert by_name[AESM_RESOURCE].aesm_host_dir == "/run/aesmd"
 
 
 def test_allocate_maps_existing_nodes_and_legacy_paths() -> None:
@@ -140,7 +156,7 @@ def test_allocate_maps_existing_nodes_and_legacy_paths() -> None:
         {0: 28 * MIB}, ("/dev/sgx/enclave", "/dev/sgx_enclave"), ("/dev/sgx/provision",)
     )
     epc = DeviceResource.epc(dcap)
-    response = epc.allocate(["0", "1"], aesm_host_dir=None)
+    response = epc.allocate(["0", "1"])
     pairs = [(d.container_path, d.host_path) for d in response.devices]
     # both exist on the host: each maps to itself, no duplicate alias
     assert pairs == [
@@ -148,14 +164,40 @@ def test_allocate_maps_existing_nodes_and_legacy_paths() -> None:
         ("/dev/sgx_enclave", "/dev/sgx_enclave"),
     ]
     assert dict(response.envs) == {"SGX_EPC_MIB": "2"}
+    assert not response.mounts
     legacy = SgxNode.from_numa_map({0: 28 * MIB}, ("/dev/isgx",))
-    response = DeviceResource.epc(legacy).allocate(["3"], aesm_host_dir="/run/aesmd")
+    response = DeviceResource.epc(legacy).allocate(["3"])
     assert [(d.container_path, d.host_path) for d in response.devices] == [
         ("/dev/isgx", "/dev/isgx")
     ]
-    assert response.mounts[0].container_path == "/var/run/aesmd"
-    assert response.mounts[0].host_path == "/run/aesmd"
-    assert response.envs["SGX_AESM_ADDR"] == "1"
+
+
+@pytest.mark.parametrize("simulated", [False, True])
+def test_only_the_aesm_resource_mounts_the_socket_and_sets_sgx_aesm_addr(simulated: bool) -> None:
+    """Defect 6: SGX_AESM_ADDR flips the DCAP library and Open Enclave to out-of-process quoting,
+    so device resources never set it; only the opt-in resource does."""
+    node = SgxNode.from_numa_map(
+        {0: 28 * MIB}, ("/dev/sgx_enclave",), ("/dev/sgx_provision",), simulated=simulated
+    )
+    devices = [
+        (DeviceResource.epc(node), "0"),
+        (DeviceResource.pool(ResourceKind.ENCLAVE, node, ENCLAVE_RESOURCE, 2), "enclave-1"),
+        (DeviceResource.pool(ResourceKind.PROVISION, node, PROVISION_RESOURCE, 2), "provision-0"),
+    ]
+    for resource, device_id in devices:
+        response = resource.allocate([device_id])
+        assert not response.mounts
+        assert "SGX_AESM_ADDR" not in response.envs
+    aesm = DeviceResource.aesm(node, AESM_RESOURCE, 3, "/run/aesmd")
+    assert aesm.device_ids() == ["aesm-0", "aesm-1", "aesm-2"]
+    response = aesm.allocate(["aesm-2"])
+    assert [(m.container_path, m.host_path, m.read_only) for m in response.mounts] == [
+        ("/var/run/aesmd", "/run/aesmd", True)
+    ]
+    assert dict(response.envs) == {"SGX_AESM_ADDR": "1"}
+    assert not response.devices
+    with pytest.raises(UnknownDeviceError):
+        aesm.allocate(["aesm-3"])
 
 
 def test_enclave_pool_allocate_has_no_epc_env_and_no_topology() -> None:
@@ -164,13 +206,13 @@ def test_enclave_pool_allocate_has_no_epc_env_and_no_topology() -> None:
     assert pool.device_ids() == [f"enclave-{i}" for i in range(5)]
     assert not pool.prefers_allocation
     assert not any(d.HasField("topology") for d in pool.list_response(healthy=True).devices)
-    response = pool.allocate(["enclave-4"], aesm_host_dir=None)
+    response = pool.allocate(["enclave-4"])
     assert "SGX_EPC_MIB" not in response.envs
     assert {d.host_path for d in response.devices} == {"/dev/sgx_enclave"}
     with pytest.raises(UnknownDeviceError):
-        pool.allocate(["enclave-5"], aesm_host_dir=None)
+        pool.allocate(["enclave-5"])
     with pytest.raises(UnknownDeviceError):
-        pool.allocate(["provision-0"], aesm_host_dir=None)
+        pool.allocate(["provision-0"])
 
 
 def test_preferred_allocation_best_fit_and_spill() -> None:
@@ -238,7 +280,7 @@ def test_absurdly_long_device_ids_are_unknown_not_a_crash(device_id: str) -> Non
     pool = DeviceResource.pool(ResourceKind.ENCLAVE, node, ENCLAVE_RESOURCE, 5)
     for resource in (epc, pool):
         with pytest.raises(UnknownDeviceError):
-            resource.allocate([device_id], aesm_host_dir=None)
+            resource.allocate([device_id])
         with pytest.raises(UnknownDeviceError):
             resource.preferred([], [device_id], 1)
         assert resource.preferred([device_id], [], 1) == []

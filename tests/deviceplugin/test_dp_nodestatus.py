@@ -17,8 +17,8 @@ from confnode.deviceplugin import (
     AKS_EPC_RESOURCE,
     INTEL_EPC_RESOURCE,
     MIB,
+    ApiServerNodeStatusPatcher,
     DevicePluginError,
-    InClusterNodeStatusPatcher,
     NodePublisher,
     NodeStatusPatchError,
     SgxNode,
@@ -110,9 +110,9 @@ def service_account(tmp_path: Path) -> Path:
     return directory
 
 
-def _patcher(server: StubApiServer, sa: Path) -> InClusterNodeStatusPatcher:
+def _patcher(server: StubApiServer, sa: Path) -> ApiServerNodeStatusPatcher:
     env = {"KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "443"}
-    return InClusterNodeStatusPatcher.from_environment(
+    return ApiServerNodeStatusPatcher.from_environment(
         env, sa, transport=httpx.ASGITransport(app=server.app)
     )
 
@@ -193,7 +193,7 @@ async def test_publisher_counts_results(service_account: Path) -> None:
 
 def test_outside_a_cluster_the_patcher_says_what_is_missing(tmp_path: Path) -> None:
     with pytest.raises(DevicePluginError, match="KUBERNETES_SERVICE_HOST=\\(unset\\)"):
-        InClusterNodeStatusPatcher.from_environment({}, tmp_path)
+        ApiServerNodeStatusPatcher.from_environment({}, tmp_path)
 
 
 async def test_publisher_keeps_node_labels(service_account: Path) -> None:

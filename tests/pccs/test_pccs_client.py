@@ -21,6 +21,7 @@ from confnode.pccs import CollateralClient, FetchResponse, HttpxFetcher, api_bas
 from confnode.pccs.client import quote_collateral_key
 from confnode.sim import SimPlatform
 from confnode.sim.pki import ROOT_CRL_URL
+from confnode.sim.tdx import SimTdxPlatform
 from confnode.verify import verify_quote
 
 
@@ -113,6 +114,29 @@ def test_cli_collateral_fetch(
         ],
     )
     assert bad.exit_code == 3 and "404" in bad.output
+
+
+def test_cli_collateral_fetch_of_a_td_quote_asks_the_tdx_routes(
+    live_pccs: str, pccs_platform: SimPlatform, pccs_at: datetime, tmp_path: Path
+) -> None:
+    """A TD quote needs TDX TCB Info and the TD QE identity (``/tdx/certification/v4``); the
+    SGX routes gave a bundle (or a 404) that can never verify it."""
+    tdx = SimTdxPlatform(pccs_platform)
+    quote_file, out, cache = tmp_path / "td.bin", tmp_path / "td.json", tmp_path / "cache"
+    quote_file.write_bytes(tdx.quote(tdx.td_report(b"fetch")))
+    result = CliRunner().invoke(
+        main_group,
+        ["collateral", "fetch", str(quote_file), "--pccs", live_pccs, "--out", str(out),
+         "--cache", str(cache)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    fetched = Collateral.from_json(out.read_text())
+    assert fetched == tdx.collateral(pccs_at)
+    verified = verify_quote(
+        quote_file.read_bytes(), fetched, at=pccs_at, trusted_root=tdx.root_certificate()
+    )
+    assert verified.status == "SWHardeningNeeded"
+    assert list((cache / "tdx").iterdir())  # kept apart from SGX collateral of the same FMSPC
 
 
 def test_root_crl_falls_back_to_the_root_cdp(pccs_platform: SimPlatform, pccs_at: datetime) -> None:
@@ -316,3 +340,23 @@ def test_collateral_that_is_always_due_is_fetched_once_per_retry_after(
     fake.now += timedelta(minutes=5)
     client.get("53494D000000", "platform")
     assert len(fake.calls) == 2 * calls
+
+
+def test_failed_fetch_without_cache_is_remembered_briefly(
+    pccs_platform: SimPlatform, pccs_at: datetime
+) -> None:
+    """A PCCS outage with nothing cached: callers within negative_ttl fail fast, without a fetch."""
+    fake = FakePcs(pccs_platform, pccs_at)
+    client = _client(fake, negative_ttl=timedelta(seconds=10))
+    fake.down = True
+    with pytest.raises(CollateralFetchError, match="connection refused"):
+        client.get("53494D000000", "platform")
+    calls = len(fake.calls)
+    fake.now += timedelta(seconds=9)
+    with pytest.raises(CollateralFetchError, match="connection refused"):
+        client.get("53494D000000", "platform")
+    assert len(fake.calls) == calls  # answered from the negative cache
+    fake.now += timedelta(seconds=2)
+    fake.down = False
+    assert client.get("53494D000000", "platform") == pccs_platform.collateral(pccs_at)
+    assert len(fake.calls) > calls

@@ -161,6 +161,46 @@ def test_probe_with_foreign_root_fails_verification(tmp_path: Path) -> None:
         helper.stop()
 
 
+def test_probe_without_state_says_it_needs_the_helpers_state(tmp_path: Path) -> None:
+    """There is no default seed any more: without --state the probe cannot name the helper's
+    platform, and says so (it used to blame a mismatch with a "(default seed)")."""
+    import tempfile
+
+    from qh_harness import start_helper
+
+    from confnode.quotehelper import SimBackend
+
+    short = Path(tempfile.mkdtemp(prefix="qhp-", dir="/tmp"))
+    helper = start_helper(SimBackend(SimPlatform(state_dir=tmp_path / "s").quoting_enclave), short)
+    try:
+        result = CliRunner().invoke(
+            main_group, ["node", "probe", "--socket", str(helper.socket_path), "--json"]
+        )
+    finally:
+        helper.stop()
+    assert result.exit_code == 2, result.output
+    report = json.loads(result.output)
+    assert report["failed_step"] == "platform"
+    assert "needs --state" in report["error"] and "default seed" not in result.output
+
+
+def test_sim_helper_without_state_warns_its_platform_is_ephemeral(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with socket.socket() as busy:  # the metrics port is taken: the helper stops right after
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        result = CliRunner().invoke(
+            main_group,
+            ["quote-helper", "--backend", "sim", "--socket", str(tmp_path / "s"),
+             "--metrics-port", port, "--metrics-address", "127.0.0.1"],
+        )  # fmt: skip
+    assert result.exit_code == 3, result.output
+    assert "ephemeral simulated platform with a random seed" in caplog.text
+    assert "verify nowhere" in caplog.text
+
+
 def test_quote_helper_dcap_without_library(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         main_group,

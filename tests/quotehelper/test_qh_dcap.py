@@ -164,3 +164,42 @@ def test_backend_failing_at_start_is_reported(
 def test_client_without_service(tmp_path: Path) -> None:
     with pytest.raises(AesmServiceUnavailable):
         QuoteClient(tmp_path / "none.socket").target_info()
+
+
+def test_helper_that_cannot_open_the_provisioning_device_says_so(
+    standin_path: Path,
+    standin: ctypes.CDLL,
+    short_dir: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Defect 3: run as a non-root user that cannot open /dev/sgx_provision, the dcap helper warns
+    at start-up and, when DCAP then fails (0xE035 INVALID_PRIVILEGE), its error says why."""
+    from click.testing import CliRunner
+
+    from confnode.cli import main_group
+    from confnode.cli._common import err_console
+
+    dev, proc = tmp_path / "dev", tmp_path / "proc" / "self"
+    dev.mkdir()
+    proc.mkdir(parents=True)
+    (dev / "sgx_provision").write_bytes(b"")
+    (dev / "sgx_provision").chmod(0o600)
+    (proc / "status").write_text("Uid:\t65532\t65532\t65532\t65532\nGid:\t7\t7\t7\t7\nGroups:\n")
+    standin.standin_set_error(0, 0xE035)
+    argv = ["quote-helper", "--backend", "dcap", "--dcap-library", str(standin_path)]
+    argv += ["--socket", str(short_dir / "aesm.socket")]
+    argv += ["--dev-root", str(dev), "--proc-root", str(tmp_path / "proc")]
+    monkeypatch.setattr(err_console, "_width", 400)
+    result = CliRunner().invoke(main_group, argv)
+    assert result.exit_code == 3, result.output
+    assert "0xE035" in result.output
+    why = (
+        "the quote helper (uid 65532, gid 7, no supplementary groups) cannot open "
+        "/dev/sgx_provision (owner"
+    )
+    assert f"hint: {why}" in result.output
+    assert "device_ownership_from_security_context = true" in result.output
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(w.startswith(why) and "DCAP quotes will fail" in w for w in warnings), warnings

@@ -100,6 +100,7 @@ def node() -> Iterator[Node]:
             f"http://127.0.0.1:{pccs_port}",
             "--trust-root",
             str(root / "sim-root.der"),
+            "--allow-simulated",
             "--signing-key-dir",
             str(root / "signing"),
             "--keys-dir",

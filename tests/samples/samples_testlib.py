@@ -80,13 +80,14 @@ def http_ready(url: str, verify: ssl.SSLContext | bool) -> Callable[[], bool]:
 
 
 def release_policy(authority: str, mr_enclave: str) -> str:
-    """A Key Vault release policy for the sample enclave on a simulated, up-to-date platform."""
+    """A Key Vault release policy for the sample enclave on a simulated, up-to-date platform
+    (tokens about simulated evidence come from the service's ``/simulated`` issuer)."""
     return json.dumps(
         {
             "version": "1.0.0",
             "anyOf": [
                 {
-                    "authority": authority,
+                    "authority": f"{authority}/simulated",
                     "allOf": [
                         {"claim": "x-ms-sgx-mrenclave", "equals": mr_enclave},
                         {"claim": "x-ms-sgx-is-debuggable", "equals": False},

@@ -61,7 +61,7 @@ def test_flow_releases_the_configured_key_to_the_enclave(node: Node, key_type: K
     assert claims["x-confnode-simulated"] is True
     assert claims["x-confnode-tcb-status"] == "UpToDate"
     assert claims["x-ms-sgx-is-debuggable"] is False
-    assert claims["iss"] == node.url
+    assert claims["iss"] == f"{node.url}/simulated"
     runtime_keys = claims["x-ms-runtime"]["keys"]
     assert [k["kty"] for k in runtime_keys] == [key_type]
 

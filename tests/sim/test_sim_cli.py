@@ -23,7 +23,9 @@ def _run(*args: str) -> tuple[int, str]:
 
 def test_init_quote_root_then_verify(tmp_path: Path, sim_at: datetime) -> None:
     state = tmp_path / "state"
-    code, out = _run("sim", "init", "--state", str(state), "--seed", "cli", "--tcb", "OutOfDate")
+    code, out = _run(
+        "sim", "init", "--state", str(state), "--insecure-fixed-seed", "cli", "--tcb", "OutOfDate"
+    )
     assert code == 0, out
     assert "OutOfDate" in out and "SIMULATED" in out
     quote_path, bundle, root = tmp_path / "q.bin", tmp_path / "c.json", tmp_path / "root.der"

@@ -104,6 +104,7 @@ def test_confnode_verifier_reports_the_configured_status(
         platform.collateral(sim_at),
         at=sim_at,
         trusted_root=platform.root_certificate(),
+        allow_revoked=True,
     )
     assert verified.status == TcbStatus(status)
     assert not verified.trusted_root_is_intel
@@ -118,6 +119,7 @@ def test_confnode_verifier_reports_revoked_pck_as_revoked(
         platform.collateral(sim_at),
         at=sim_at,
         trusted_root=platform.root_certificate(),
+        allow_revoked=True,
     )
     assert verified.status == TcbStatus.REVOKED
 

@@ -16,6 +16,11 @@ def dcapqvl(vectors: Path) -> VectorSet:
 
 
 @pytest.fixture(scope="session")
+def dcapqvl_tdx(vectors: Path) -> VectorSet:
+    return _vectors.dcapqvl_tdx(vectors)
+
+
+@pytest.fixture(scope="session")
 def dcapqvl_root(vectors: Path) -> bytes:
     return (vectors / "Phala-Network_dcap-qvl" / "src" / "TrustedRootCA.der").read_bytes()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import pickle
 from datetime import datetime, timedelta
 
 import pytest
@@ -46,6 +47,7 @@ from confnode.verify import (
     QeReportSignatureInvalid,
     QeTcbLevelNotFound,
     QuoteFormatUnsupported,
+    QuoteRevoked,
     QuoteSignatureInvalid,
     SigningChainInvalid,
     TcbLevelNotFound,
@@ -337,16 +339,17 @@ QE_REVOKED = {"qe_levels": (qe_level(8, "UpToDate"), qe_level(6, "Revoked"))}
 )
 def test_step23_convergence_table(platform: str, qe: dict[str, object], expected: str) -> None:
     levels = (tcb_level(PCK_SVNS, PCK_PCESVN, platform, advisories=("INTEL-SA-00289",)),)
-    result = run(Scenario(levels=levels, **qe))  # type: ignore[arg-type]
+    result = run(Scenario(levels=levels, **qe), allow_revoked=True)  # type: ignore[arg-type]
     assert result.status.value == expected
     assert result.platform_status.value == platform
 
 
-def test_step23_advisory_union() -> None:
+def test_step23_advisories_are_the_platform_levels_only() -> None:
+    """QvE reports the platform TCB level's advisory IDs, never the QE level's."""
     levels = (tcb_level(PCK_SVNS, PCK_PCESVN, "SWHardeningNeeded", advisories=("A-1", "A-2")),)
     qe_levels = (qe_level(8, "UpToDate"), qe_level(6, "OutOfDate", ("A-2", "Q-1")))
     result = run(Scenario(levels=levels, qe_levels=qe_levels, qe_isv_svn=6))
-    assert result.advisory_ids == ("A-1", "A-2", "Q-1")
+    assert result.advisory_ids == ("A-1", "A-2")
     assert result.qe_status is TcbStatus.OUT_OF_DATE
 
 
@@ -358,8 +361,14 @@ def test_step23_advisory_union() -> None:
         ({"root_revoked": (TCB_SERIAL,)}, "signing certificate .* Root CA CRL"),
     ],
 )
-def test_step10_revocation_is_a_verdict(change: dict[str, object], reason: str) -> None:
-    result = run(Scenario(**change))  # type: ignore[arg-type]
+def test_step10_revocation_is_a_verdict_on_request(change: dict[str, object], reason: str) -> None:
+    with pytest.raises(QuoteRevoked, match=reason) as raised:
+        run(Scenario(**change))  # type: ignore[arg-type]
+    assert raised.value.step == "revoked"
+    assert raised.value.result.status is TcbStatus.REVOKED
+    copied = pickle.loads(pickle.dumps(raised.value))  # e.g. across a process pool
+    assert (copied.message, copied.result) == (raised.value.message, raised.value.result)
+    result = run(Scenario(**change), allow_revoked=True)  # type: ignore[arg-type]
     assert result.status is TcbStatus.REVOKED
     assert result.revoked
     assert result.revocation is not None
@@ -400,15 +409,33 @@ def test_step24_every_item_counts_towards_expiry(item: str) -> None:
         assert late.collateral_expired is True
 
 
+@pytest.mark.parametrize("item", ["root_ca_crl", "pck_crl"])
+@pytest.mark.parametrize(
+    ("omit", "found"),
+    [
+        ("next_update", "no nextUpdate; expected one"),
+        ("crl_number", "no CRL Number extension"),
+        ("aki", "no Authority Key Identifier extension"),
+    ],
+)
+def test_step9_crls_follow_intels_profile(item: str, omit: str, found: str) -> None:
+    """QVL's CrlStore requires nextUpdate (else the CRL never expires), CRL Number and AKI."""
+    label = {"root_ca_crl": "Root CA CRL", "pck_crl": "PCK CRL"}[item]
+    with pytest.raises(CrlInvalid, match=f"{label}: {found}"):
+        run(Scenario(crl_omits=((item, omit),)))
+    # The hand-assembled CRL with every member is accepted: only the omission fails.
+    assert run(Scenario(crl_omits=((item, ""),))).status is TcbStatus.UP_TO_DATE
+
+
 def test_skip_crl_skips_only_missing_crls() -> None:
     """``insecure_skip_crl`` tolerates an absent CRL; a supplied one is still fully checked."""
     quote, collateral, root = Scenario(root_revoked=(CA_SERIAL,)).build()
     no_pck_crl = dataclasses.replace(collateral, pck_crl=None)
-    result = run_with(quote, no_pck_crl, root, insecure_skip_crl=True)
+    result = run_with(quote, no_pck_crl, root, insecure_skip_crl=True, allow_revoked=True)
     assert (result.status, result.crl_checked) == (TcbStatus.REVOKED, False)
     quote, collateral, root = Scenario(pck_revoked=(LEAF_SERIAL,)).build()
     no_root_crl = dataclasses.replace(collateral, root_ca_crl=None)
-    result = run_with(quote, no_root_crl, root, insecure_skip_crl=True)
+    result = run_with(quote, no_root_crl, root, insecure_skip_crl=True, allow_revoked=True)
     assert (result.status, result.crl_checked) == (TcbStatus.REVOKED, False)
     forged = dataclasses.replace(no_root_crl, pck_crl=crl("Test SGX PCK Processor CA", key(98)))
     with pytest.raises(CrlInvalid, match="PCK CRL: signature does not verify"):

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner
-from verify_testpki import LEAF_SERIAL, NOW, Scenario
+from verify_testpki import LEAF_SERIAL, NOW, TDX_RELAUNCH, Scenario
 
 import confnode.cli  # noqa: F401  (registers every command group)
 from confnode.cli._common import main_group
@@ -170,3 +170,43 @@ def test_crafted_certificate_names_are_shown_literally(tmp_path: Path) -> None:
     code, out, _ = invoke("quote", "inspect", tmp_path / "q.bin")
     assert code == 0
     assert "Evil [/x] [bold]SGX" in out
+
+
+def test_verify_tdx_quote(tmp_path: Path, vectors: Path) -> None:
+    sample = vectors / "Phala-Network_dcap-qvl" / "sample"
+    quote, bundle = sample / "tdx_quote", sample / "tdx_quote_collateral.json"
+    code, out, _ = invoke(
+        "quote", "verify", quote, "--collateral", bundle, AT, "2025-07-04T00:00:00Z", "--json"
+    )
+    assert code == 0
+    doc = json.loads(out)
+    assert (doc["tee"], doc["status"], doc["tdx_status"]) == ("TDX", "UpToDate", "UpToDate")
+    assert doc["tdx_module"]["identity_id"] == "TDX_01"
+    assert doc["td"]["mr_td"].startswith("91eb2b44")
+    assert set(doc["td"]) >= {"rtmr0", "rtmr3", "mr_seam", "td_attributes", "xfam"}
+    code, out, _ = invoke("quote", "verify", quote, "--collateral", bundle, AT, "2025-07-04")
+    assert code == 0
+    assert "TDX quote verification" in out and "MRTD" in out and "TDX_01" in out
+
+
+def test_verify_tdx_relaunch_advised_table(tmp_path: Path) -> None:
+    raw, collateral, root = TDX_RELAUNCH.build()
+    (tmp_path / "q.bin").write_bytes(raw)
+    (tmp_path / "c.json").write_text(collateral.to_json())
+    (tmp_path / "root.der").write_bytes(root)
+    code, out, _ = invoke(
+        "quote",
+        "verify",
+        tmp_path / "q.bin",
+        "--collateral",
+        tmp_path / "c.json",
+        AT,
+        NOW.isoformat(),
+        "--trust-root",
+        tmp_path / "root.der",
+    )
+    assert code == 0
+    assert "TDRelaunchAdvised" in out and "MRSERVICETD" in out
+    code, out, _ = invoke("quote", "inspect", tmp_path / "q.bin", "--json")
+    assert code == 0
+    assert json.loads(out)["tee"] == "TDX"

@@ -1,4 +1,4 @@
-"""Properties: hostile bytes never escape as anything but confnode's own errors."""
+"""Properties: hostile bytes never escape as anything but confnode's own errors (SGX and TDX)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,12 @@ SETTINGS = settings(
 )
 
 
-@pytest.fixture(scope="module")
-def sample(dcapqvl: VectorSet) -> tuple[VectorSet, Collateral]:
-    return dcapqvl, dcapqvl.collateral()
+@pytest.fixture(scope="module", params=["sgx", "tdx"])
+def sample(
+    request: pytest.FixtureRequest, dcapqvl: VectorSet, dcapqvl_tdx: VectorSet
+) -> tuple[VectorSet, Collateral]:
+    vs = dcapqvl if request.param == "sgx" else dcapqvl_tdx
+    return vs, vs.collateral()
 
 
 @SETTINGS

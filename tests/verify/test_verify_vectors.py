@@ -1,4 +1,7 @@
-"""Every real SGX vector verifies with the result dcap-vectors/README.txt expects, in its window."""
+"""Every real SGX vector verifies with the result dcap-vectors/README.txt expects, in its window.
+
+The TDX vectors: ``test_verify_tdx.py``.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +18,6 @@ from confnode.verify import (
     CollateralExpired,
     CollateralNotYetValid,
     CrlMissing,
-    QuoteFormatUnsupported,
     SigningChainInvalid,
     UntrustedRoot,
     VerifiedQuote,
@@ -128,19 +130,6 @@ def test_type3_quote_needs_pck_certificate(oasis: VectorSet, oasis_dir) -> None:
         verify_quote(quote, oasis.collateral(), at=oasis.midpoint, insecure_skip_crl=True)
     assert info.value.step == "certification-data"
     assert info.value.hint is not None
-
-
-@pytest.mark.parametrize(
-    "path",
-    [
-        "Phala-Network_dcap-qvl/sample/tdx_quote",
-        "Phala-Network_dcap-qvl/sample/tdx_quote_outdated",
-        "oasisprotocol_oasis-core/go/common/sgx/pcs/testdata/quote_v4_tdx_ecdsa_p256_trailing.bin",
-    ],
-)
-def test_tdx_quotes_not_supported_yet(path: str, vectors, dcapqvl: VectorSet) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(QuoteFormatUnsupported, match="TDX verification not supported yet"):
-        verify_quote((vectors / path).read_bytes(), dcapqvl.collateral(), at=dcapqvl.midpoint)
 
 
 def test_parsed_quote_and_bytes_agree(dcapqvl: VectorSet) -> None:

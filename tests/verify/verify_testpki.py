@@ -27,9 +27,12 @@ from confnode.sgx import (
     Attributes,
     CertificationData,
     EcdsaSigData,
+    EcdsaSigDataV4,
     EnclaveReportBody,
+    QeReportCertificationData,
     Quote,
     QuoteHeader,
+    TdReportBody,
     encode_pck_extension,
     quote_signed_region,
 )
@@ -80,6 +83,7 @@ def cert(
     pathlen: int | None = None,
     extension: bytes | None = None,
     not_after: datetime = datetime(2040, 1, 1, tzinfo=UTC),
+    not_before: datetime = datetime(2020, 1, 1, tzinfo=UTC),
 ) -> x509.Certificate:
     builder = (
         x509.CertificateBuilder()
@@ -87,7 +91,7 @@ def cert(
         .issuer_name(name(issuer))
         .public_key(subject_key.public_key())
         .serial_number(serial)
-        .not_valid_before(datetime(2020, 1, 1, tzinfo=UTC))
+        .not_valid_before(not_before)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=ca, path_length=pathlen if ca else None), True)
         .add_extension(
@@ -145,17 +149,60 @@ def crl(
     return builder.sign(issuer_key, hashes.SHA256())
 
 
+def _der(tag: int, content: bytes) -> bytes:
+    size = len(content)
+    if size < 0x80:
+        return bytes([tag, size]) + content
+    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(length)]) + length + content
+
+
+def crl_without(
+    omit: str, issuer: str, issuer_key: ec.EllipticCurvePrivateKey
+) -> x509.CertificateRevocationList:
+    """A CRL lacking ``omit`` ("next_update", "crl_number" or "aki"), which cryptography's
+    builder cannot produce (it always writes nextUpdate): the DER is assembled by hand."""
+    ecdsa_sha256 = _der(0x30, _der(0x06, bytes.fromhex("2a8648ce3d040302")))
+    extensions = []
+    if omit != "crl_number":
+        extensions.append(
+            _der(0x30, _der(0x06, bytes.fromhex("551d14")) + _der(0x04, _der(0x02, b"\x01")))
+        )
+    if omit != "aki":
+        key_id = x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key())
+        assert key_id.key_identifier is not None
+        aki = _der(0x30, _der(0x80, key_id.key_identifier))
+        extensions.append(_der(0x30, _der(0x06, bytes.fromhex("551d23")) + _der(0x04, aki)))
+    tbs = _der(
+        0x30,
+        _der(0x02, b"\x01")
+        + ecdsa_sha256
+        + name(issuer).public_bytes()
+        + _der(0x17, ISSUE.strftime("%y%m%d%H%M%SZ").encode())
+        + (b"" if omit == "next_update" else _der(0x17, NEXT.strftime("%y%m%d%H%M%SZ").encode()))
+        + (_der(0xA0, _der(0x30, b"".join(extensions))) if extensions else b""),
+    )
+    signature = issuer_key.sign(tbs, ec.ECDSA(hashes.SHA256()))
+    return x509.load_der_x509_crl(_der(0x30, tbs + ecdsa_sha256 + _der(0x03, b"\x00" + signature)))
+
+
 def _iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def tcb_level(
-    svns: tuple[int, ...], pcesvn: int, status: str, date: str = "2024-03-13", advisories=()
+    svns: tuple[int, ...],
+    pcesvn: int,
+    status: str,
+    date: str = "2024-03-13",
+    advisories=(),
+    tdx: tuple[int, ...] | None = None,
 ) -> dict[str, Any]:
     return {
         "tcb": {
             "sgxtcbcomponents": [{"svn": s} for s in svns],
             "pcesvn": pcesvn,
+            **({"tdxtcbcomponents": [{"svn": s} for s in tdx]} if tdx is not None else {}),
         },
         "tcbDate": f"{date}T00:00:00Z",
         "tcbStatus": status,
@@ -224,6 +271,22 @@ class Scenario:
     #: (a re-issue, same key and name, used only in the PCK CRL / QE Identity issuer chain), and
     #: nextUpdate of "tcb_info", "qe_identity", "root_ca_crl", "pck_crl".
     expires: tuple[tuple[str, datetime], ...] = ()
+    #: "root_ca_crl" / "pck_crl" -> the member that CRL lacks (see :func:`crl_without`).
+    crl_omits: tuple[tuple[str, str], ...] = ()
+    root_crl_this_update: datetime = ISSUE
+    leaf_not_before: datetime = datetime(2020, 1, 1, tzinfo=UTC)
+    # TDX: a v4 (TD 1.0) or v5 (TD 1.5) quote; TCB Info members tdxModule and
+    # tdxModuleIdentities (JSON objects) when not None.
+    tdx: bool = False
+    td15: bool = False
+    tee_tcb_svn: bytes = bytes(16)
+    tee_tcb_svn2: bytes = bytes(16)
+    mr_signer_seam: bytes = bytes(48)
+    seam_attributes: bytes = bytes(8)
+    td_attributes: bytes = bytes.fromhex("0000001000000000")  # SEPT_VE_DISABLE, as real TDs
+    mr_servicetd: bytes = bytes(48)
+    tdx_module: dict[str, Any] | None = None
+    tdx_module_identities: tuple[dict[str, Any], ...] | None = None
 
     def replace(self, **changes: Any) -> Scenario:
         return replace(self, **changes)
@@ -296,6 +359,7 @@ class Scenario:
             ca=False,
             extension=encode_pck_extension(extension) if self.leaf_extension else None,
             not_after=expires.get("leaf", far),
+            not_before=self.leaf_not_before,
         )
         parts = {"leaf": leaf, "ca": ca, "root": root}
         chain_pem = pem(*(parts[p] for p in self.chain.split(",")))
@@ -311,6 +375,10 @@ class Scenario:
             "tcbEvaluationDataNumber": 17,
             "tcbLevels": list(self.levels),
         }
+        if self.tdx_module is not None:
+            info["tdxModule"] = self.tdx_module
+        if self.tdx_module_identities is not None:
+            info["tdxModuleIdentities"] = list(self.tdx_module_identities)
         identity = {
             "id": self.qe_id,
             "version": 2,
@@ -337,28 +405,38 @@ class Scenario:
         )
         if "crl_ca" in expires and not self.platform_crl:
             crl_ca = processor_ca(expires["crl_ca"])
+        omits = dict(self.crl_omits)
         collateral = Collateral.from_parts(
             tcb_info=SignedTcbInfo.from_parts(tcb_body, tcb_sig),
             tcb_info_issuer_chain=pem(tcb, root),
             qe_identity=SignedQeIdentity.from_parts(qe_body, raw_sign(tcb_k, qe_body.encode())),
             qe_identity_issuer_chain=pem(qe_tcb, root),
             pck_crl=(
-                crl(
-                    crl_ca_name,
-                    crl_ca_k,
-                    self.pck_revoked,
-                    next_update=expires.get("pck_crl", NEXT),
+                (
+                    crl_without(omits["pck_crl"], crl_ca_name, crl_ca_k)
+                    if "pck_crl" in omits
+                    else crl(
+                        crl_ca_name,
+                        crl_ca_k,
+                        self.pck_revoked,
+                        next_update=expires.get("pck_crl", NEXT),
+                    )
                 )
                 if self.with_crls
                 else None
             ),
             pck_crl_issuer_chain=pem(crl_ca, root),
             root_ca_crl=(
-                crl(
-                    "Test SGX Root CA",
-                    root_k,
-                    self.root_revoked,
-                    next_update=expires.get("root_ca_crl", NEXT),
+                (
+                    crl_without(omits["root_ca_crl"], "Test SGX Root CA", root_k)
+                    if "root_ca_crl" in omits
+                    else crl(
+                        "Test SGX Root CA",
+                        root_k,
+                        self.root_revoked,
+                        this_update=self.root_crl_this_update,
+                        next_update=expires.get("root_ca_crl", NEXT),
+                    )
                 )
                 if self.with_crls
                 else None
@@ -378,6 +456,13 @@ class Scenario:
         qe_sig = raw_sign(pck_k, qe_bytes)
         if self.tamper_qe_signature:
             qe_sig = bytes([qe_sig[0] ^ 1]) + qe_sig[1:]
+        certification = CertificationData(5, chain_pem.encode() + b"\0")
+        if self.tdx:
+            return (
+                self._td_quote(att_k, att_point, qe_report, qe_sig, certification),
+                collateral,
+                der(root),
+            )
         header = QuoteHeader(
             version=3,
             att_key_type=2,
@@ -407,11 +492,97 @@ class Scenario:
                 qe_report=qe_report,
                 qe_report_signature=qe_sig,
                 qe_auth_data=self.auth_data,
-                certification=CertificationData(5, chain_pem.encode() + b"\0"),
+                certification=certification,
             ),
         )
         return quote.raw, collateral, der(root)
 
+    def _td_quote(
+        self,
+        att_k: ec.EllipticCurvePrivateKey,
+        att_point: bytes,
+        qe_report: EnclaveReportBody,
+        qe_sig: bytes,
+        certification: CertificationData,
+    ) -> bytes:
+        header = QuoteHeader(
+            version=5 if self.td15 else 4,
+            att_key_type=2,
+            tee_type=0x81,
+            vendor_id=INTEL_QE_VENDOR_ID,
+        )
+        body = TdReportBody(
+            tee_tcb_svn=self.tee_tcb_svn,
+            mr_seam=bytes([0xAA]) * 48,
+            mrsigner_seam=self.mr_signer_seam,
+            seam_attributes=self.seam_attributes,
+            td_attributes=self.td_attributes,
+            xfam=bytes.fromhex("e718060000000000"),
+            mr_td=bytes([0x4D]) * 48,
+            rt_mr=tuple(bytes([i]) * 48 for i in range(4)),  # type: ignore[arg-type]
+            report_data=self.report_data,
+            tee_tcb_svn2=self.tee_tcb_svn2 if self.td15 else None,
+            mr_servicetd=self.mr_servicetd if self.td15 else None,
+        )
+        signature = raw_sign(att_k, quote_signed_region(header, body))
+        if self.tamper_quote_signature:
+            signature = signature[:-1] + bytes([signature[-1] ^ 0x80])
+        signature_data = EcdsaSigDataV4(
+            signature=signature,
+            attest_pub_key=att_point,
+            qe_report_certification=QeReportCertificationData(
+                qe_report=qe_report,
+                qe_report_signature=qe_sig,
+                qe_auth_data=self.auth_data,
+                certification=certification,
+            ),
+        )
+        return Quote(header, body, signature_data).raw
+
 
 ROOT_SERIAL, CA_SERIAL, PLATFORM_CA_SERIAL, TCB_SERIAL, LEAF_SERIAL = 1, 2, 3, 4, 0x1234
 ONE_SECOND = timedelta(seconds=1)
+
+
+# ------------------------------------------------------------------------------------------ TDX
+
+TDX_MODULE = {"mrsigner": "00" * 48, "attributes": "00" * 8, "attributesMask": "FF" * 8}
+#: TEE TCB SVN of the baseline TD: module SVN 5, module version 1, microcode 7.
+TEE_TCB_SVN = bytes([5, 1, 7]) + bytes(13)
+TDX_UP = (5, 0, 7) + (0,) * 13
+TDX_LOW = (3, 0, 5) + (0,) * 13
+
+
+def module_identity(
+    ident: str, *levels: dict[str, Any], mrsigner: str = "00" * 48
+) -> dict[str, Any]:
+    return {**TDX_MODULE, "mrsigner": mrsigner, "id": ident, "tcbLevels": list(levels)}
+
+
+DEFAULT_MODULE_IDENTITIES = (
+    module_identity("TDX_03", qe_level(3, "UpToDate")),
+    module_identity(
+        "TDX_01", qe_level(4, "UpToDate"), qe_level(2, "OutOfDate", ("INTEL-SA-01036",))
+    ),
+)
+TDX_LEVELS = (
+    tcb_level(PCK_SVNS, PCK_PCESVN, "UpToDate", "2024-03-13", tdx=TDX_UP),
+    tcb_level(PCK_SVNS, PCK_PCESVN, "OutOfDate", "2023-08-09", ("INTEL-SA-00837",), TDX_LOW),
+    tcb_level(LOW_SVNS, 5, "OutOfDate", "2018-01-04", ("INTEL-SA-00001",), TDX_LOW),
+)
+#: A TD 1.0 on an up-to-date platform, with TDX collateral (TCB Info id TDX, TD_QE).
+TDX = Scenario(
+    tdx=True,
+    tcb_id="TDX",
+    qe_id="TD_QE",
+    levels=TDX_LEVELS,
+    tdx_module=TDX_MODULE,
+    tdx_module_identities=DEFAULT_MODULE_IDENTITIES,
+    tee_tcb_svn=TEE_TCB_SVN,
+    qe_levels=(qe_level(8, "UpToDate"), qe_level(6, "OutOfDate")),
+)
+#: A TD 1.5 launched on an out-of-date TDX module (TDX_01 SVN 3) now running the newest one:
+#: Intel advises relaunching it (TDRelaunchAdvised).
+TDX_RELAUNCH = TDX.replace(
+    td15=True, tee_tcb_svn=bytes([3, 1, 7]) + bytes(13), tee_tcb_svn2=TEE_TCB_SVN
+)

@@ -23,6 +23,8 @@ from confnode.webhook import (
 )
 
 AZURE = "kubernetes.azure.com/sgx_epc_mem_in_MiB"
+ENCLAVE = "sgx.intel.com/enclave"
+AESM = "confnode.io/aesm-socket"
 INTEL = "sgx.intel.com/epc"
 ALIBABA = "alibabacloud.com/sgx_epc_MiB"
 
@@ -84,26 +86,20 @@ def test_intel_bytes_converted_to_azure_mib_rounding_up() -> None:
         WebhookConfig(),
     )
     first, second = result["spec"]["containers"]
-    assert first["resources"]["limits"] == {"cpu": "1", AZURE: "10"}
-    assert first["resources"]["requests"] == {AZURE: "10"}
-    assert second["resources"]["limits"] == {AZURE: "1"}  # one byte still needs a whole MiB
+    assert first["resources"]["limits"] == {"cpu": "1", AZURE: "10", ENCLAVE: "1"}
+    assert first["resources"]["requests"] == {AZURE: "10", ENCLAVE: "1"}
+    # One byte still needs a whole MiB.
+    assert second["resources"]["limits"] == {AZURE: "1", ENCLAVE: "1"}
     assert result["metadata"]["annotations"]["confnode.io/epc-mib"] == "11"
 
 
 def test_azure_mib_converted_to_intel_quantity() -> None:
     result, _ = patched(pod(container(limits={ALIBABA: "16"})), WebhookConfig(epc_resource=INTEL))
-    assert result["spec"]["containers"][0]["resources"]["limits"] == {INTEL: "16Mi"}
+    assert result["spec"]["containers"][0]["resources"]["limits"] == {INTEL: "16Mi", ENCLAVE: "1"}
 
 
-def test_scheduling_and_quote_helper_added() -> None:
-    result, _ = patched(
-        pod(
-            container(limits={AZURE: "4"}),
-            container("sidecar"),
-            **{"confnode.io/quote-helper": "true"},
-        ),
-        WebhookConfig(),
-    )
+def test_scheduling_added() -> None:
+    result, _ = patched(pod(container(limits={AZURE: "4"}), container("sidecar")), WebhookConfig())
     spec = result["spec"]
     assert {"key": "confnode.io/sgx", "operator": "Exists", "effect": "NoSchedule"} in spec[
         "tolerations"
@@ -114,15 +110,46 @@ def test_scheduling_and_quote_helper_added() -> None:
     assert terms == [
         {"matchExpressions": [{"key": "confnode.io/sgx", "operator": "In", "values": ["true"]}]}
     ]
-    assert spec["volumes"] == [
-        {"name": "confnode-aesmd", "hostPath": {"path": "/var/run/aesmd", "type": "Directory"}}
-    ]
+
+
+@pytest.mark.parametrize(
+    "annotations",
+    [{"confnode.io/aesm-socket": "true"}, {"sgx.intel.com/quote-provider": "aesmd"}],
+)
+def test_aesm_opt_in_is_a_resource_on_the_sgx_containers_only(
+    annotations: dict[str, str],
+) -> None:
+    """Allocate of the resource mounts the socket and sets SGX_AESM_ADDR: the webhook adds no
+    volume (Pod Security baseline refuses hostPath) and no env of its own."""
+    result, _ = patched(
+        pod(container(limits={AZURE: "4"}), container("sidecar"), **annotations), WebhookConfig()
+    )
+    spec = result["spec"]
     app, sidecar = spec["containers"]
-    assert app["volumeMounts"] == [
-        {"name": "confnode-aesmd", "mountPath": "/var/run/aesmd", "readOnly": True}
-    ]
-    assert {"name": "SGX_AESM_ADDR", "value": "1"} in app["env"]
-    assert "volumeMounts" not in sidecar and "env" not in sidecar
+    for section in ("limits", "requests"):
+        assert app["resources"][section] == {AZURE: "4", ENCLAVE: "1", AESM: "1"}
+    assert sidecar["resources"] == {}
+    assert "volumes" not in spec
+    assert "env" not in app and "volumeMounts" not in app
+
+
+def test_without_opt_in_no_aesm_resource() -> None:
+    result, _ = patched(pod(container(limits={AZURE: "4"})), WebhookConfig())
+    assert AESM not in result["spec"]["containers"][0]["resources"]["limits"]
+
+
+def test_labelled_pod_without_epc_opting_in_gets_the_socket_in_every_container() -> None:
+    result, _ = patched(
+        pod(
+            container(),
+            container("b"),
+            labels={"confnode.io/sgx": "true"},
+            **{"confnode.io/aesm-socket": "true"},
+        ),
+        WebhookConfig(),
+    )
+    for c in result["spec"]["containers"]:
+        assert c["resources"] == {"requests": {AESM: "1"}, "limits": {AESM: "1"}}
 
 
 def test_affinity_requirement_anded_into_every_term() -> None:
@@ -147,11 +174,26 @@ def test_affinity_requirement_anded_into_every_term() -> None:
     assert terms[1]["matchFields"][0]["values"] == ["n1"]
 
 
-def test_device_resource_added_in_extended_resource_mode() -> None:
-    config = WebhookConfig(epc_resource=INTEL, device_resource="confnode.io/sgx-enclave")
-    result, _ = patched(pod(container(limits={INTEL: "1Gi"})), config)
-    limits = result["spec"]["containers"][0]["resources"]["limits"]
-    assert limits == {INTEL: "1Gi", "confnode.io/sgx-enclave": "1"}  # already exact
+def test_device_resource_added_by_default_and_renamable() -> None:
+    """One pod spec for every node size: the enclave resource is added whatever the EPC mode."""
+    for config, device in (
+        (WebhookConfig(epc_resource=INTEL), ENCLAVE),
+        (
+            WebhookConfig(epc_resource=INTEL, device_resource="confnode.io/sgx-enclave"),
+            "confnode.io/sgx-enclave",
+        ),
+    ):
+        result, _ = patched(pod(container(limits={INTEL: "1Gi"})), config)
+        limits = result["spec"]["containers"][0]["resources"]["limits"]
+        assert limits == {INTEL: "1Gi", device: "1"}  # EPC already exact
+
+
+def test_init_container_with_epc_gets_the_device_too() -> None:
+    p = pod(container())
+    p["spec"]["initContainers"] = [container("init", limits={AZURE: "2"})]
+    result, _ = patched(p, WebhookConfig())
+    assert result["spec"]["initContainers"][0]["resources"]["limits"] == {AZURE: "2", ENCLAVE: "1"}
+    assert result["spec"]["containers"][0]["resources"] == {}
 
 
 def test_remutation_is_empty_patch_and_escapes_slashes() -> None:
@@ -202,8 +244,8 @@ def test_requests_only_copied_to_limits() -> None:
     }
     result, _ = patched(p, WebhookConfig())
     assert result["spec"]["containers"][0]["resources"] == {
-        "limits": {AZURE: "2"},
-        "requests": {AZURE: "2"},
+        "limits": {AZURE: "2", ENCLAVE: "1"},
+        "requests": {AZURE: "2", ENCLAVE: "1"},
     }
 
 
@@ -224,11 +266,7 @@ def test_requests_only_copied_to_limits() -> None:
         (pod(container(limits={AZURE: "x"})), WebhookConfig(), "not a Kubernetes quantity"),
         (pod(container(limits={INTEL: "1e31"})), WebhookConfig(), "exponent beyond ±30"),
         (pod(container(limits={AZURE: "-1"})), WebhookConfig(), "negative EPC"),
-        (
-            pod(container(limits={INTEL: "1Mi"})),
-            WebhookConfig(device_resource="confnode.io/sgx-enclave"),
-            "without SGX device access",
-        ),
+        (pod(container(limits={INTEL: "1Mi"})), WebhookConfig(), "without SGX device access"),
     ],
 )
 def test_validation_denials(pod_: dict[str, Any], config: WebhookConfig, reason: str) -> None:
@@ -243,29 +281,35 @@ def test_namespace_enclave_policy() -> None:
     config = WebhookConfig(
         namespaces={"prod": NamespacePolicy(forbid_debug=True, allowed_mrenclaves=frozenset({mre}))}
     )
-    ok = pod(container(limits={AZURE: "1"}), **{"confnode.io/enclave-mrenclave": mre})
+    ok = pod(container(limits={AZURE: "1", ENCLAVE: "1"}), **{"confnode.io/enclave-mrenclave": mre})
     assert validate(review(ok, namespace="prod"), config)["response"]["allowed"] is True
     assert validate(review(ok, namespace="dev"), config)["response"]["allowed"] is True
     debug = pod(
-        container(limits={AZURE: "1"}),
+        container(limits={AZURE: "1", ENCLAVE: "1"}),
         **{"confnode.io/enclave-mrenclave": mre, "confnode.io/enclave-debug": "true"},
     )
     assert (
         "forbids debug"
         in validate(review(debug, namespace="prod"), config)["response"]["status"]["message"]
     )
-    other = pod(container(limits={AZURE: "1"}), **{"confnode.io/enclave-mrenclave": "cd" * 32})
+    other = pod(
+        container(limits={AZURE: "1", ENCLAVE: "1"}), **{"confnode.io/enclave-mrenclave": "cd" * 32}
+    )
     assert (
         "allows MRENCLAVE"
         in validate(review(other, namespace="prod"), config)["response"]["status"]["message"]
     )
 
 
-def test_update_is_validated_not_mutated() -> None:
+@pytest.mark.parametrize("operation", ["UPDATE", "DELETE", "CONNECT"])
+def test_only_create_is_judged(operation: str) -> None:
+    """A pod admitted earlier (or under older rules) must be able to drop its finalizer: Jobs
+    remove batch.kubernetes.io/job-tracking from every pod, Terminating pods wait for it."""
     p = pod(container(limits={INTEL: "1Mi"}))
-    assert "patch" not in mutate(review(p, "UPDATE"), WebhookConfig())["response"]
+    assert "patch" not in mutate(review(p, operation), WebhookConfig())["response"]
     denied = pod(container(limits={AZURE: "2"}, requests={AZURE: "1"}))
-    assert validate(review(denied, "UPDATE"), WebhookConfig())["response"]["allowed"] is False
+    assert validate(review(denied), WebhookConfig())["response"]["allowed"] is False
+    assert validate(review(denied, operation), WebhookConfig())["response"]["allowed"] is True
 
 
 def test_review_without_uid_is_a_webhook_error() -> None:
@@ -299,7 +343,7 @@ def test_long_fractional_quantity_converts_to_the_next_mib() -> None:
     result, _ = patched(
         pod(container(limits={INTEL: "1048576.00000000000000000000000001"})), WebhookConfig()
     )
-    assert result["spec"]["containers"][0]["resources"]["limits"] == {AZURE: "2"}
+    assert result["spec"]["containers"][0]["resources"]["limits"] == {AZURE: "2", ENCLAVE: "1"}
 
 
 def _policies(tmp_path: Path, document: Any) -> dict[str, NamespacePolicy]:
@@ -327,3 +371,18 @@ def test_namespace_policy_file_is_read_strictly(tmp_path: Path) -> None:
 def test_label_must_be_exactly_true_like_the_object_selector() -> None:
     loud = pod(container(), labels={"confnode.io/sgx": "True"})
     assert "patch" not in mutate(review(loud), WebhookConfig())["response"]
+
+
+def test_epc_annotation_counts_init_containers_as_the_scheduler_does() -> None:
+    """Init containers run one at a time, next to the sidecars started before them."""
+    p = pod(container("app", limits={AZURE: "4"}))
+    p["spec"]["initContainers"] = [
+        dict(container("sidecar", limits={AZURE: "2"}), restartPolicy="Always"),
+        container("setup", limits={AZURE: "10"}),
+        container("small", limits={AZURE: "1"}),
+    ]
+    result, _ = patched(p, WebhookConfig())
+    assert result["metadata"]["annotations"]["confnode.io/epc-mib"] == "12"  # 2 + 10, not 17
+    p["spec"]["initContainers"] = [container("setup", limits={AZURE: "3"})]
+    result, _ = patched(p, WebhookConfig())
+    assert result["metadata"]["annotations"]["confnode.io/epc-mib"] == "4"  # the app's 4 > 3

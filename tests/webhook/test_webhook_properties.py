@@ -81,7 +81,7 @@ def pods(draw: st.DrawFn) -> dict[str, Any]:
     if draw(st.booleans()):
         metadata["labels"] = {"confnode.io/sgx": draw(st.sampled_from(["true", "false"]))}
     if draw(st.booleans()):
-        metadata["annotations"] = {"confnode.io/quote-helper": "true"}
+        metadata["annotations"] = {"confnode.io/aesm-socket": "true"}
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
 
 
@@ -97,6 +97,7 @@ CONFIGS = st.sampled_from(
     [
         WebhookConfig(),
         WebhookConfig(epc_resource="sgx.intel.com/epc", device_resource="confnode.io/sgx-enclave"),
+        WebhookConfig(epc_resource="alibabacloud.com/sgx_epc_MiB"),
     ]
 )
 
@@ -111,9 +112,20 @@ def test_generated_pods(pod: dict[str, Any], config: WebhookConfig) -> None:
         return
     result = jsonpatch.apply_patch(pod, ops)
     kubernetes_validate.validate(result, "1.37", strict=True)
+    # Volumes and environment come from Allocate, never from the webhook (Pod Security).
+    assert result["spec"].get("volumes") == pod["spec"].get("volumes")
+    for before, after in zip(_all(pod), _all(result), strict=True):
+        assert after.get("env") == before.get("env")
+        limits = after.get("resources", {}).get("limits", {})
+        if set(limits) & set(EPC_RESOURCES):
+            assert limits[config.device_resource] == "1"
     assert _patch(mutate(_review(result), config)["response"]) == []
     verdict = validate(_review(result), config)["response"]
     assert verdict["allowed"] is not _overcommitted(pod, config.epc_resource)
+
+
+def _all(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    return pod["spec"].get("initContainers", []) + pod["spec"]["containers"]  # type: ignore[no-any-return]
 
 
 def _overcommitted(pod: dict[str, Any], target: str) -> bool:

@@ -79,7 +79,8 @@ def test_mutate_and_validate_over_https(server: dict[str, Any]) -> None:
             mutated["response"]["uid"] == "abc" and mutated["response"]["patchType"] == "JSONPatch"
         )
         validated = client.post(server["url"] + "/validate", json=review).json()
-        assert validated["response"]["allowed"] is True
+        assert validated["response"]["allowed"] is False  # not mutated: no enclave device
+        assert "sgx.intel.com/enclave" in validated["response"]["status"]["message"]
         assert client.post(server["url"] + "/mutate", content=b"{not json").status_code == 400
         assert client.post(server["url"] + "/mutate", json={"request": {}}).status_code == 400
         assert (

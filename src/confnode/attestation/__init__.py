@@ -3,6 +3,8 @@
 :class:`AttestationService` builds the Starlette app around an :class:`Appraiser` (the quote
 verifier seam), a :class:`confnode.tokens.KeyRing`, a :class:`PolicyStore` and a
 :class:`KeyStore`. The CLI (``confnode attestation serve``) wires the real DCAP appraiser.
+``POST /attest/TdxVm`` needs a :class:`TdAppraiser` (:class:`DcapTdAppraiser`: TD quotes with
+TDX collateral) passed as ``td_appraiser``.
 """
 
 from __future__ import annotations
@@ -24,16 +26,26 @@ from confnode.attestation._policies import (
     UntrustedPolicySigner,
     unsigned_policy_jws,
 )
+from confnode.attestation._tdx import (
+    DEFAULT_TDX_POLICY,
+    TDX_ATTESTATION_TYPE,
+    DcapTdAppraiser,
+    TdAppraiser,
+    TdEvidence,
+)
 
 __all__ = [
     "API_VERSIONS",
     "ATTESTATION_TYPE",
     "DEFAULT_MAX_BODY",
+    "DEFAULT_TDX_POLICY",
+    "TDX_ATTESTATION_TYPE",
     "Appraiser",
     "AttestRequest",
     "AttestationService",
     "BindingMismatch",
     "BodyTooLarge",
+    "DcapTdAppraiser",
     "Evidence",
     "KeyNotFound",
     "KeyStore",
@@ -41,6 +53,8 @@ __all__ = [
     "PolicyStore",
     "ReleasableKey",
     "StoredPolicy",
+    "TdAppraiser",
+    "TdEvidence",
     "UntrustedPolicySigner",
     "default_release_policy",
     "parse_attest_request",

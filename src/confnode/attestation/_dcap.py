@@ -21,8 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from confnode.attestation._evidence import Evidence
-from confnode.collateral import Collateral, TcbStatus
-from confnode.errors import VerificationError
+from confnode.collateral import Collateral
 from confnode.sgx import EcdsaSigData, Quote, parse_quote
 from confnode.verify import (
     INTEL_SGX_ROOT_CA_PUBLIC_KEY,
@@ -46,12 +45,6 @@ def _pck_pem(quote: Quote) -> bytes | None:
     if not isinstance(quote.signature_data, EcdsaSigData):
         return None
     return quote.signature_data.certification.pck_chain_pem
-
-
-class RevokedPlatform(VerificationError):
-    """Genuine evidence from a platform (or PCK certificate, or CA) that Intel revoked."""
-
-    step = "revocation"
 
 
 def _spki(cert: x509.Certificate) -> bytes:
@@ -167,7 +160,9 @@ class DcapAppraiser:
             at=now,
             trusted_root=self._extra_root if simulated else None,
             allow_expired_collateral=self._allow_expired,
-        )
+        )  # a revoked platform raises QuoteRevoked: never attested
+        if not isinstance(verified, VerifiedQuote):  # _check_before_fetch admits SGX only
+            raise QuoteFormatUnsupported("TDX quote on /attest/SgxEnclave; expected SGX")
         return self._evidence(raw, collateral, verified, simulated)
 
     def _check_before_fetch(self, quote: Quote) -> None:
@@ -223,11 +218,6 @@ class DcapAppraiser:
     def _evidence(
         self, raw: bytes, collateral: Collateral, verified: VerifiedQuote, simulated: bool
     ) -> Evidence:
-        if verified.status is TcbStatus.REVOKED:
-            raise RevokedPlatform(
-                f"platform is revoked ({verified.revocation or 'revoked TCB level'}); "
-                "a revoked platform is never attested"
-            )
         enclave = verified.enclave
         return Evidence(
             mr_enclave=enclave.mr_enclave,

@@ -5,7 +5,8 @@ For a key named ``NAME`` the directory holds:
 * ``NAME.jwk``  the key as a JWK (any ``kty``; an AES key is ``{"kty": "oct", "k": ...}``), or
   ``NAME.key``  raw key bytes (released as an ``oct`` JWK);
 * ``NAME.policy.json``  its Key Vault release policy. Without one, :func:`default_release_policy`
-  applies: tokens from this service for non-debug, non-simulated enclaves only.
+  applies: tokens from this service for non-debug, non-simulated SGX enclaves only
+  (:func:`td_release_policy` is the TD counterpart ``new-key --mrtd`` starts from).
 
 Files are read on every release, so a rotated Secret takes effect without a restart.
 """
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from confnode.attestation._tdx import TDX_TOKEN_TYPE
 from confnode.errors import InfrastructureError, InvalidInput
 from confnode.policy import PolicyParseError, ReleasePolicy, parse_release_policy
 
@@ -46,6 +48,24 @@ def default_release_policy(authority: str) -> dict[str, Any]:
                 "authority": authority,
                 "allOf": [
                     {"claim": "x-ms-sgx-is-debuggable", "equals": False},
+                    {"claim": "x-confnode-simulated", "equals": False},
+                ],
+            }
+        ],
+    }
+
+
+def td_release_policy(authority: str) -> dict[str, Any]:
+    """A release policy for TDs: tokens from this service for non-debug, non-simulated TDs
+    (``tdx_*`` claims exist only in TdxVm tokens, so SGX enclaves never satisfy it)."""
+    return {
+        "version": "1.0.0",
+        "anyOf": [
+            {
+                "authority": authority,
+                "allOf": [
+                    {"claim": "x-ms-attestation-type", "equals": TDX_TOKEN_TYPE},
+                    {"claim": "tdx_td_attributes_debug", "equals": False},
                     {"claim": "x-confnode-simulated", "equals": False},
                 ],
             }

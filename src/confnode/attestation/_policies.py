@@ -1,6 +1,7 @@
 """Policy management: the uploaded policy JWS, its signer check, and where the policy lives.
 
-Upload format (MAA): a compact JWS whose payload is ``{"AttestationPolicy": base64url(text)}``.
+Upload format (MAA): a compact JWS whose payload is ``{"AttestationPolicy": base64url(text)}``;
+a reset request is a JWS whose payload is empty or an object without ``AttestationPolicy``.
 
 * ``alg: none`` is accepted only when no policy-signer certificates are configured (MAA's AAD
   mode, where the caller is authenticated otherwise).
@@ -8,6 +9,11 @@ Upload format (MAA): a compact JWS whose payload is ``{"AttestationPolicy": base
   carry the signing certificate (``x5c``, or ``jwk`` with ``x5c``, or a bare ``jwk``) whose
   public key is one of the configured signers'.
 * HMAC algorithms are always rejected: a shared secret cannot identify a policy author.
+* A header with ``crit`` is rejected: we implement no JWS extension (RFC 7515 §4.1.11).
+* Signed changes are not replayable (:func:`check_fresh`): the payload carries ``iat``, which
+  must be recent and strictly newer than that of every signed change accepted before. ``GET``
+  hands out the current policy's JWS, so without this anyone who can read it could re-apply it
+  later, re-apply an older one, or (as a reset body) reset the policy.
 """
 
 from __future__ import annotations
@@ -16,9 +22,9 @@ import base64
 import binascii
 import hashlib
 import json
-import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +36,27 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey
 
+from confnode.attestation._json import loads_strict
 from confnode.errors import InfrastructureError, InvalidInput, VerificationError
-from confnode.policy import DEFAULT_SGX_POLICY, Policy, parse_policy, policy_hash
+from confnode.policy import (
+    DEFAULT_SGX_POLICY,
+    SGX_CLAIM_TYPES,
+    ClaimValue,
+    Policy,
+    parse_policy,
+    policy_hash,
+)
+from confnode.tokens import write_file_atomically
 
 PolicyPublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 #: azure-security-attestation 1.0 labels its RSASSA-PKCS1-v1_5/SHA-256 policy signatures "RSA256";
-#: the bytes are exactly RS256, so the unmodified SDK works in isolated (signed-policy) mode.
+#: the bytes are exactly RS256. (Its set_policy signs no iat, so it is refused as replayable; its
+#: signing code over a body with iat is accepted.)
 _SDK_ALIASES: dict[Any, str] = {"RSA256": "RS256"}
+#: A signed change must have been signed at most this long ago (its ``iat``) ...
+MAX_CHANGE_AGE = timedelta(minutes=10)
+#: ... and at most this far in the future (clock skew between the signer and us).
+MAX_CLOCK_SKEW = timedelta(minutes=5)
 
 
 class PolicyJwsError(InvalidInput):
@@ -53,6 +73,13 @@ class PolicyChangesDisabled(VerificationError):
     """A policy change on a service with no policy signer to authenticate it."""
 
     step = "policy-signer"
+
+
+class StalePolicyChange(VerificationError):
+    """A signed policy change without ``iat``, too old, from the future, or not newer than the
+    last accepted one: a replay, or a rollback to an older signed policy."""
+
+    step = "policy-freshness"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,30 +111,45 @@ def unsigned_policy_jws(text: str | None) -> str:
     return f"{header}.{_b64url(payload.encode())}."
 
 
-def stored(text: str, jws: str | None = None, signer: dict[str, Any] | None = None) -> StoredPolicy:
-    parsed = parse_policy(text)
+def stored(
+    text: str,
+    jws: str | None = None,
+    signer: dict[str, Any] | None = None,
+    *,
+    claim_types: Mapping[str, type[ClaimValue]] = SGX_CLAIM_TYPES,
+) -> StoredPolicy:
+    """A policy ready to evaluate; ``claim_types``: the incoming claims of its attestation type,
+    against which the parser checks its conditions (see :func:`confnode.policy.parse_policy`)."""
+    parsed = parse_policy(text, claim_types=claim_types)
     return StoredPolicy(text, parsed, jws or unsigned_policy_jws(text), signer, policy_hash(text))
 
 
 @dataclass(frozen=True, slots=True)
 class PolicyUpload:
-    text: str | None  # None for a reset request (empty payload)
+    text: str | None  # None for a reset request
     jws: str
     signer: dict[str, Any] | None
+    issued_at: int | None  # the payload's iat (NumericDate), when present
+
+
+def _strict(data: bytes | str, what: str) -> Any:
+    try:
+        return loads_strict(data, what)
+    except InvalidInput as error:
+        raise PolicyJwsError(error.message) from error
 
 
 def read_policy_jws(
     body: str, *, signers: Sequence[x509.Certificate], require_policy: bool
 ) -> PolicyUpload:
-    """Check an uploaded policy JWS against the signer rules in the module docstring."""
+    """Check an uploaded policy JWS against the signer rules in the module docstring.
+
+    ``require_policy``: True for ``PUT`` (the payload must carry ``AttestationPolicy``), False
+    for a reset request (it must not: a policy JWS, e.g. the one ``GET`` returns, is no reset).
+    """
     jws = body.strip()
     if jws.startswith('"'):
-        try:
-            jws = json.loads(jws)
-        except (ValueError, RecursionError) as error:
-            raise PolicyJwsError(
-                f"policy body is neither a JWS nor a JSON string: {error}"
-            ) from error
+        jws = _strict(jws, "policy body (a JSON string around the JWS)")
         if not isinstance(jws, str):
             raise PolicyJwsError("policy body must be a JWS string")
     parts = jws.split(".")
@@ -115,12 +157,13 @@ def read_policy_jws(
         raise PolicyJwsError(
             f"policy must be a compact JWS (3 dot-separated parts), found {len(parts)} part(s)"
         )
-    try:
-        header = json.loads(_b64url_decode(parts[0], "header"))
-    except (ValueError, RecursionError) as error:  # RecursionError: nesting too deep
-        raise PolicyJwsError(f"policy JWS header is not JSON: {error}") from error
+    header = _strict(_b64url_decode(parts[0], "header"), "policy JWS header")
     if not isinstance(header, dict):
         raise PolicyJwsError("policy JWS header must be a JSON object")
+    if "crit" in header:
+        raise PolicyJwsError(
+            f"policy JWS header lists critical extensions {header['crit']!r}; none are supported"
+        )
     alg = header.get("alg")
     if isinstance(alg, str):
         alg = _SDK_ALIASES.get(alg, alg)
@@ -151,21 +194,59 @@ def read_policy_jws(
     if not parts[1]:
         if require_policy:
             raise PolicyJwsError("policy JWS has an empty payload; expected AttestationPolicy")
-        return PolicyUpload(None, jws, signer_jwk)
-    try:
-        payload = json.loads(_b64url_decode(parts[1], "payload"))
-    except (ValueError, RecursionError) as error:
-        raise PolicyJwsError(f"policy JWS payload is not JSON: {error}") from error
-    encoded = payload.get("AttestationPolicy") if isinstance(payload, dict) else None
+        return PolicyUpload(None, jws, signer_jwk, None)
+    payload = _strict(_b64url_decode(parts[1], "payload"), "policy JWS payload")
+    if not isinstance(payload, dict):
+        raise PolicyJwsError("policy JWS payload must be a JSON object")
+    issued_at = payload.get("iat")
+    if issued_at is not None and (not isinstance(issued_at, int) or isinstance(issued_at, bool)):
+        raise PolicyJwsError(f"policy JWS iat is {issued_at!r}; expected an integer NumericDate")
+    encoded = payload.get("AttestationPolicy")
+    if not require_policy:
+        if encoded is not None:
+            raise PolicyJwsError(
+                "reset request carries an AttestationPolicy: that is a policy, not a reset "
+                "request (expected an empty payload or one with iat only)"
+            )
+        return PolicyUpload(None, jws, signer_jwk, issued_at)
     if not isinstance(encoded, str):
-        if require_policy:
-            raise PolicyJwsError("policy JWS payload has no AttestationPolicy member")
-        return PolicyUpload(None, jws, signer_jwk)
+        raise PolicyJwsError("policy JWS payload has no AttestationPolicy member")
     try:
         text = _b64url_decode(encoded, "AttestationPolicy").decode("utf-8")
     except UnicodeDecodeError as error:
         raise PolicyJwsError(f"AttestationPolicy is not UTF-8 text: {error}") from error
-    return PolicyUpload(text, jws, signer_jwk)
+    return PolicyUpload(text, jws, signer_jwk, issued_at)
+
+
+def check_fresh(upload: PolicyUpload, floor: int, now: datetime) -> None:
+    """Refuse a signed change that could be a replay: see the module docstring.
+
+    Unsigned changes carry no authority of their own (they are accepted only where anyone may
+    change the policy), so only signed ones are checked. ``floor`` is the newest ``iat`` the
+    store accepted; the age limit covers what the floor cannot, e.g. an in-memory store that
+    restarted.
+    """
+    if upload.signer is None:
+        return
+    if upload.issued_at is None:
+        raise StalePolicyChange(
+            "signed policy change carries no iat; expected the signing time (NumericDate) in "
+            "the payload, so that it cannot be replayed",
+            hint='sign {"AttestationPolicy": ..., "iat": <now>} (an empty reset: {"iat": <now>})',
+        )
+    moment = int(now.timestamp())
+    oldest = moment - int(MAX_CHANGE_AGE.total_seconds())
+    newest = moment + int(MAX_CLOCK_SKEW.total_seconds())
+    if not oldest <= upload.issued_at <= newest:
+        raise StalePolicyChange(
+            f"signed policy change has iat {upload.issued_at}; expected between {oldest} and "
+            f"{newest} (signed within the last {MAX_CHANGE_AGE}, now is {moment})"
+        )
+    if upload.issued_at <= floor:
+        raise StalePolicyChange(
+            f"signed policy change has iat {upload.issued_at}, not newer than the last accepted "
+            f"change's {floor}: a replay or a rollback"
+        )
 
 
 def _signer_key(header: dict[str, Any], alg: str) -> tuple[PolicyPublicKey, dict[str, Any]]:
@@ -222,37 +303,57 @@ def token_hash(jws: str) -> str:
 
 
 class PolicyStore:
-    """The active SGX policy, in memory or in a file shared by every replica.
+    """The active policy of one attestation type, in memory or in a file shared by every replica.
 
     With ``path`` set, PUT/reset write the file and every request re-reads it when its mtime
-    changes, so replicas behind one Service agree once the volume propagates.
+    changes, so replicas behind one Service agree once the volume propagates. The file also
+    keeps the replay floor (the newest accepted ``iat``), so a reset does not lower it::
+
+        {"floor": iat, "text": ..., "jws": ..., "signer": ...}   (no "text" after a reset)
     """
 
-    def __init__(self, path: Path | None = None, default_text: str = DEFAULT_SGX_POLICY) -> None:
+    def __init__(
+        self,
+        path: Path | None = None,
+        default_text: str = DEFAULT_SGX_POLICY,
+        claim_types: Mapping[str, type[ClaimValue]] = SGX_CLAIM_TYPES,
+    ) -> None:
         self.path = path
-        self.default = stored(default_text)
+        #: The incoming claims of this store's attestation type (checked when a policy parses).
+        self.claim_types = claim_types
+        self.default = stored(default_text, claim_types=claim_types)
         self._current = self.default
+        self._floor = 0
         self._stamp: int | None = None
         self._refresh()
+
+    def stored(
+        self, text: str, jws: str | None = None, signer: dict[str, Any] | None = None
+    ) -> StoredPolicy:
+        """``text`` parsed for this store's attestation type (its claim types)."""
+        return stored(text, jws, signer, claim_types=self.claim_types)
 
     def current(self) -> StoredPolicy:
         self._refresh()
         return self._current
 
-    def set(self, policy: StoredPolicy | None) -> None:
-        """Activate ``policy`` (``None``: back to the default)."""
+    def floor(self) -> int:
+        """The newest ``iat`` of any signed change accepted so far (0: none)."""
+        self._refresh()
+        return self._floor
+
+    def set(self, policy: StoredPolicy | None, issued_at: int | None = None) -> None:
+        """Activate ``policy`` (``None``: back to the default); ``issued_at`` raises the floor."""
         self._current = policy or self.default
+        if issued_at is not None:
+            self._floor = max(self._floor, issued_at)
         if self.path is None:
             return
+        doc: dict[str, Any] = {"floor": self._floor}
+        if policy is not None:
+            doc.update(text=policy.text, jws=policy.jws, signer=policy.signer)
         try:
-            if policy is None:
-                self.path.unlink(missing_ok=True)
-                self._stamp = None
-                return
-            doc = {"text": policy.text, "jws": policy.jws, "signer": policy.signer}
-            tmp = self.path.with_name(f".{self.path.name}.tmp")
-            tmp.write_text(json.dumps(doc))
-            os.replace(tmp, self.path)
+            write_file_atomically(self.path, json.dumps(doc).encode(), 0o600)
             self._stamp = self.path.stat().st_mtime_ns
         except OSError as error:
             raise InfrastructureError(f"cannot store policy in {self.path}: {error}") from error
@@ -272,7 +373,15 @@ class PolicyStore:
             return
         try:
             doc = json.loads(self.path.read_text())
-            self._current = stored(doc["text"], doc.get("jws"), doc.get("signer"))
-        except (OSError, ValueError, KeyError, TypeError) as error:
+            floor = doc.get("floor", 0)
+            if not isinstance(floor, int):
+                raise TypeError(f"floor is {floor!r}, expected an integer")
+            text = doc.get("text")
+            current = (
+                self.default
+                if text is None
+                else self.stored(text, doc.get("jws"), doc.get("signer"))
+            )
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
             raise InfrastructureError(f"policy file {self.path} is unreadable: {error}") from error
-        self._stamp = stamp
+        self._current, self._floor, self._stamp = current, max(self._floor, floor), stamp

@@ -21,10 +21,17 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from starlette.applications import Starlette
 
 from confnode._https import ReloadingTLS, serve, uvicorn_config
+from confnode.attestation._admin import KubernetesReviews
 from confnode.attestation._app import DEFAULT_MAX_BODY, AttestationService
 from confnode.attestation._dcap import DcapAppraiser
 from confnode.attestation._keys import KeyStore
 from confnode.attestation._policies import PolicyStore
+from confnode.attestation._tdx import (
+    DcapTdAppraiser,
+    td_policy_store,
+    tdx_collateral_client,
+    tdx_policy_file,
+)
 from confnode.collateral import Collateral
 from confnode.errors import InvalidCollateral, InvalidInput
 from confnode.pccs import CollateralClient
@@ -53,6 +60,9 @@ class Settings:
     max_body: int = DEFAULT_MAX_BODY
     workers: int = 1
     allow_expired_collateral: bool = False
+    #: How callers of /policies are authenticated: None (management refused) or "kubernetes".
+    policy_admin_auth: str | None = None
+    allow_simulated: bool = False
 
     def __post_init__(self) -> None:
         if self.insecure_http and (self.tls_cert or self.tls_key):
@@ -65,6 +75,18 @@ class Settings:
         if self.pccs_url is None and self.collateral_dir is None:
             raise InvalidInput(
                 "no collateral source", hint="pass --pccs-url URL and/or --collateral-dir DIR"
+            )
+        if self.policy_admin_auth not in (None, "kubernetes"):
+            raise InvalidInput(
+                f"policy admin authentication {self.policy_admin_auth!r}; expected 'kubernetes'"
+            )
+        if self.trust_root is not None and not self.allow_simulated:
+            # Evidence chaining to the extra root is simulated evidence: accepting it is a
+            # decision the operator states, not a side effect of trusting a root.
+            raise InvalidInput(
+                "--trust-root makes quotes from that root simulated evidence, which is refused "
+                "unless --allow-simulated is given as well",
+                hint="add --allow-simulated (tests and demos only), or drop --trust-root",
             )
 
     @property
@@ -134,8 +156,16 @@ def build_service(settings: Settings, now: datetime | None = None) -> Attestatio
         extra_root=extra_root,
         allow_expired_collateral=settings.allow_expired_collateral,
     )
+    td_client = tdx_collateral_client(settings.pccs_url, settings.collateral_dir)
+    td_appraiser = DcapTdAppraiser(
+        td_client.for_quote,
+        extra_root=extra_root,
+        allow_expired_collateral=settings.allow_expired_collateral,
+    )
     return AttestationService(
         appraiser=appraiser,
+        td_appraiser=td_appraiser,
+        td_policies=td_policy_store(tdx_policy_file(settings.policy_file)),
         ring=source.current(moment),
         ring_source=source,
         issuer=issuer,
@@ -143,6 +173,10 @@ def build_service(settings: Settings, now: datetime | None = None) -> Attestatio
         keys=KeyStore(Path(settings.keys_dir) if settings.keys_dir else None, issuer),
         signers=tuple(load_certificate(p) for p in settings.policy_signers),
         insecure_unsigned_policy_changes=settings.insecure_unsigned_policy_changes,
+        management_auth=(
+            KubernetesReviews.in_cluster() if settings.policy_admin_auth == "kubernetes" else None
+        ),
+        allow_simulated=settings.allow_simulated,
         max_body=settings.max_body,
     )
 

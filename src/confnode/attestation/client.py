@@ -69,16 +69,23 @@ class AttestationClient:
             raise InfrastructureError(f"{self.base_url}{url}: {error}") from error
         if response.status_code == 200:
             return response.json()
+        verdict = False  # evidence or policy said no; MAA answers those with 400 too
         try:
             detail = response.json()["error"]
             message = f"{detail['code']}: {detail['message']}"
+            # innererror names a failed step for evidence that does not verify; for quote
+            # bytes that do not parse (code InvalidQuote) it has none: that is bad input.
+            inner = detail.get("innererror")
+            verdict = detail["code"] == "PolicyEvaluationError" or (
+                isinstance(inner, dict) and "step" in inner
+            )
         except (ValueError, KeyError, TypeError):
             message = response.text[:200]
         kind: type[ConfnodeError] = (
-            InvalidInput
+            VerificationError
+            if verdict or response.status_code in (401, 403)
+            else InvalidInput
             if response.status_code in (400, 404, 413)
-            else VerificationError
-            if response.status_code in (401, 403)
             else InfrastructureError
         )
         raise kind(f"{method} {url} answered {response.status_code}: {message}")
@@ -111,10 +118,17 @@ class AttestationClient:
         )
         return result
 
-    def validate(self, token: str, now: datetime | None = None) -> dict[str, Any]:
-        """Claims of a token from this service, checked against its published keys."""
+    def validate(
+        self, token: str, now: datetime | None = None, *, allow_simulated: bool = False
+    ) -> dict[str, Any]:
+        """Claims of a token from this service, checked against its published keys.
+
+        Tokens about simulated evidence name the issuer ``<base URL>/simulated``; they are
+        accepted only with ``allow_simulated``.
+        """
+        issuers = (self.base_url, self.base_url + "/simulated") if allow_simulated else ()
         return validate_token(
-            token, self.jwks(), issuer=self.base_url, now=now or datetime.now(UTC)
+            token, self.jwks(), issuer=issuers or self.base_url, now=now or datetime.now(UTC)
         )
 
     def release(self, name: str, token: str) -> str:

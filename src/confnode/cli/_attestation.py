@@ -39,6 +39,11 @@ def attestation() -> None:
     help="Extra trusted root certificate (e.g. from `confnode sim root`); tokens say simulated.",
 )
 @click.option(
+    "--allow-simulated",
+    is_flag=True,
+    help="Attest simulated evidence (--trust-root); its tokens name the issuer URL/simulated.",
+)
+@click.option(
     "--signing-key-dir",
     type=click.Path(file_okay=False),
     show_default="~/.local/state/confnode/attestation/signing",
@@ -58,9 +63,14 @@ def attestation() -> None:
     help="Trusted policy-signer certificate (repeatable); without one, policy changes are off.",
 )
 @click.option(
+    "--policy-admin-auth",
+    type=click.Choice(["kubernetes"]),
+    help="Authenticate /policies callers (TokenReview + SubjectAccessReview); default: refused.",
+)
+@click.option(
     "--insecure-allow-unsigned-policy-changes",
     is_flag=True,
-    help="Let anyone who reaches the service PUT/reset the policy (tests only).",
+    help="Accept unsigned policy changes; without --policy-admin-auth, from anyone (tests only).",
 )
 @click.option("--max-body", default=256 * 1024, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=int)
@@ -79,16 +89,18 @@ def serve(
     pccs_url: str | None,
     collateral_dir: str | None,
     trust_root: str | None,
+    allow_simulated: bool,
     signing_key_dir: str | None,
     keys_dir: str | None,
     policy_file: str | None,
     policy_signers: tuple[str, ...],
+    policy_admin_auth: str | None,
     insecure_allow_unsigned_policy_changes: bool,
     max_body: int,
     workers: int,
     insecure_allow_expired_collateral: bool,
 ) -> None:
-    """Run the attestation service (POST /attest/SgxEnclave, /certs, /policies, /keys)."""
+    """Run the attestation service (POST /attest/SgxEnclave, /attest/TdxVm, /certs, /policies)."""
     import logging
 
     from confnode.attestation._server import Settings, run
@@ -111,6 +123,8 @@ def serve(
         max_body=max_body,
         workers=workers,
         allow_expired_collateral=insecure_allow_expired_collateral,
+        policy_admin_auth=policy_admin_auth,
+        allow_simulated=allow_simulated,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -138,6 +152,14 @@ def rotate_key(signing_key_dir: str, issuer: str, token_lifetime_hours: int) -> 
 @click.option("--authority", required=True, help="Attestation service URL the policy trusts.")
 @click.option("--mrsigner", help="Require this MRSIGNER (hex).")
 @click.option("--mrenclave", help="Require this MRENCLAVE (hex).")
+@click.option("--mrtd", help="Release to TDs (TdxVm tokens) with this MRTD (hex), not enclaves.")
+@click.option(
+    "--rtmr",
+    "rtmrs",
+    multiple=True,
+    metavar="INDEX=HEX",
+    help="Release to TDs whose RTMR INDEX (0-3) is HEX (repeatable); implies a TD-bound key.",
+)
 @click.option("--allow-simulated", is_flag=True, help="Release to simulated platforms too.")
 def new_key(
     name: str,
@@ -145,27 +167,61 @@ def new_key(
     authority: str,
     mrsigner: str | None,
     mrenclave: str | None,
+    mrtd: str | None,
+    rtmrs: tuple[str, ...],
     allow_simulated: bool,
 ) -> None:
-    """Create a random AES-256 key NAME with a Key Vault-style release policy."""
+    """Create a random AES-256 key NAME with a Key Vault-style release policy.
+
+    The policy admits non-debug SGX enclaves, or with --mrtd/--rtmr non-debug TDs, attested by
+    --authority (and, with --allow-simulated, by its simulated issuer).
+    """
     import os
 
     from confnode.attestation import default_release_policy
-    from confnode.attestation._keys import check_key_name
+    from confnode.attestation._app import SIMULATED_PATH
+    from confnode.attestation._keys import check_key_name, td_release_policy
+    from confnode.attestation._tdx import SIMULATED_TDX_TOKEN_TYPE
     from confnode.errors import InvalidInput
     from confnode.policy import parse_release_policy
 
     check_key_name(name)
+    td_bound = mrtd is not None or bool(rtmrs)
+    if td_bound and (mrsigner or mrenclave):
+        raise click.UsageError(
+            "--mrtd/--rtmr (a TD-bound key) cannot be combined with --mrsigner/--mrenclave"
+        )
+    measurements = {"tdx_mrtd": mrtd} if mrtd else {}
+    for option in rtmrs:
+        index, _, value = option.partition("=")
+        if index not in ("0", "1", "2", "3") or not value:
+            raise click.BadParameter(
+                f"{option!r}; expected INDEX=HEX with INDEX 0-3", param_hint="--rtmr"
+            )
+        measurements[f"tdx_rtmr{index}"] = value
+    for claim, value in measurements.items():
+        if len(value) != 96 or not all(c in "0123456789abcdefABCDEF" for c in value):
+            raise InvalidInput(f"{claim} must be 48 bytes as 96 hex digits, got {value!r}")
     directory = Path(keys_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    policy = default_release_policy(authority.rstrip("/"))
+    base = authority.rstrip("/")
+    policy = td_release_policy(base) if td_bound else default_release_policy(base)
     conditions: list[dict[str, Any]] = policy["anyOf"][0]["allOf"]
-    if allow_simulated:
-        conditions[:] = [c for c in conditions if c["claim"] != "x-confnode-simulated"]
     if mrsigner:
         conditions.append({"claim": "x-ms-sgx-mrsigner", "equals": mrsigner.lower()})
     if mrenclave:
         conditions.append({"claim": "x-ms-sgx-mrenclave", "equals": mrenclave.lower()})
+    conditions += [{"claim": c, "equals": v.lower()} for c, v in measurements.items()]
+    if allow_simulated:  # tokens about simulated evidence come from the simulated issuer
+        # (and, for TDs, say so in x-ms-attestation-type)
+        simulated = [
+            {"claim": c["claim"], "equals": SIMULATED_TDX_TOKEN_TYPE}
+            if c["claim"] == "x-ms-attestation-type"
+            else c
+            for c in conditions
+            if c["claim"] != "x-confnode-simulated"
+        ]
+        policy["anyOf"].append({"authority": base + SIMULATED_PATH, "allOf": simulated})
     parse_release_policy(policy)
     key_file = directory / f"{name}.key"
     if (directory / f"{name}.jwk").exists():
@@ -195,7 +251,12 @@ def _show_claims(claims: dict[str, Any]) -> None:
 @attestation.command("sim-attest")
 @click.option("--url", required=True, help="Attestation service base URL.")
 @click.option("--ca-cert", type=click.Path(exists=True, dir_okay=False), help="TLS CA to trust.")
-@click.option("--sim-dir", type=click.Path(file_okay=False), help="Simulated platform state.")
+@click.option(
+    "--sim-dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Simulated platform state (`confnode sim init`).",
+)
 @click.option("--debug-enclave", is_flag=True, help="Quote from a debug enclave.")
 @click.option("--release", "release_key", help="Then release this key and decrypt it.")
 @click.option("--nonce")
@@ -203,7 +264,7 @@ def _show_claims(claims: dict[str, Any]) -> None:
 def sim_attest(
     url: str,
     ca_cert: str | None,
-    sim_dir: str | None,
+    sim_dir: str,
     debug_enclave: bool,
     release_key: str | None,
     nonce: str | None,
@@ -216,7 +277,7 @@ def sim_attest(
     from confnode.sim import SimPlatform
     from confnode.tokens import unwrap
 
-    platform = SimPlatform(sim_dir) if sim_dir else SimPlatform()
+    platform = SimPlatform.load(sim_dir)
     enclave = platform.enclave(debug=debug_enclave)
     enclave_key = RSAKey.generate_key(2048)
     runtime, report_data = runtime_data_for_key(
@@ -226,7 +287,7 @@ def sim_attest(
     quote = platform.quote(report)
     with AttestationClient(url, verify=ca_cert or True) as client:
         token = client.attest_sgx(quote, runtime_json=runtime, nonce=nonce)["token"]
-        claims = client.validate(token)
+        claims = client.validate(token, allow_simulated=True)
         if as_json:
             print_json(claims)
         else:

@@ -154,7 +154,7 @@ class Demo:
     # --- stages --------------------------------------------------------------------------------
 
     def real_quotes(self) -> str:
-        from confnode.verify import verify_quote
+        from confnode.verify import VerifiedQuote, verify_quote
 
         base = vectors_dir()
         if not base.is_dir():
@@ -172,6 +172,8 @@ class Demo:
                 at=vector.midpoint,
                 insecure_skip_crl=vector.needs_crl_skip,
             )
+            if not isinstance(result, VerifiedQuote):
+                raise VerificationMismatch(f"{vector.name}: a TDX quote; the demo shows SGX ones")
             if result.status.value != vector.expected_status:
                 raise VerificationMismatch(
                     f"{vector.name}: status {result.status.value}, README expects "
@@ -316,7 +318,7 @@ class Demo:
             "--tls-cert", str(cert_file),
             "--tls-key", str(key_file),
             "--pccs-url", pccs_url,
-            "--trust-root", str(self.context["sim_root"]),
+            "--trust-root", str(self.context["sim_root"]), "--allow-simulated",
             "--signing-key-dir", str(self.workdir / "signing"),
             "--keys-dir", str(keys),
         )  # fmt: skip
@@ -346,6 +348,28 @@ class Demo:
         return (
             f"quote → token ({result.claims.get('x-confnode-tcb-status')}, simulated) → "
             f"key released and decrypted in {result.total_seconds * 1000:.0f} ms"
+        )
+
+    def tdx(self) -> str:
+        from confnode.cli import _demo_tdx
+
+        base = vectors_dir()
+        real = "no real-hardware vectors"
+        if base.is_dir():
+            console.print(_demo_tdx.real_td_quotes(base))
+            real = f"{len(_demo_tdx.tdx_vectors(base))} real TD quotes as documented"
+        outcome = _demo_tdx.attest_simulated_td(
+            self.context["sim_state"],
+            self.context["attestation_url"],
+            ssl.create_default_context(cafile=str(self.context["ca_file"])),
+            self.workdir / "keys",
+        )
+        console.print(_demo_tdx.td_claims_table(outcome.claims))
+        if not outcome.key_released:
+            raise InfrastructureError("the released TD key does not decrypt to the stored key")
+        return (
+            f"{real}; simulated TD attested at /attest/TdxVm ({outcome.status}), "
+            "TD-bound key released and decrypted"
         )
 
 
@@ -454,6 +478,7 @@ def demo(ctx: click.Context, keep: bool) -> None:
                     ("EPC device plugin, probed as the kubelet would", run.device_plugin),
                     ("Collateral service and attestation service (HTTPS)", run.attestation),
                     ("Enclave-aware app: quote, attest, release a key", run.enclave_app),
+                    ("TDX: real TD quotes, a simulated TD attested (TdxVm)", run.tdx),
                 ]
             )
         finally:

@@ -25,6 +25,7 @@ from confnode.platform import (
     detect,
     format_bytes,
     node_labels,
+    socket_peer,
     write_nfd_features,
 )
 
@@ -86,7 +87,8 @@ def _host_options(command: _F) -> _F:
     "--aesm-socket",
     default=DEFAULT_AESM_SOCKET,
     show_default=True,
-    help="AESM / quote-helper socket whose presence is checked.",
+    help="AESM / quote-helper socket: its presence is checked, and whether the process serving "
+    "it can open the SGX device nodes.",
 )
 @_host_options
 @click.pass_context
@@ -103,12 +105,15 @@ def doctor(
 ) -> None:
     """Check whether this node can run SGX enclaves, and say how to fix what is missing.
 
-    Exits 1 when the node cannot run enclaves (use `confnode sim` to simulate instead).
+    Also checks that this process and the quote helper behind --aesm-socket can open the SGX
+    device nodes (a non-root helper often cannot). Exits 1 when the node cannot run enclaves
+    (use `confnode sim` to simulate instead).
     """
     roots = HostRoots(dev=dev_root, sys=sys_root, proc=proc_root, boot=boot_root)
     native = {"auto": None, "native": True, "driver": False}.get(cpuid_mode)
     cpuid = None if cpuid_mode == "none" else cpuid_source_for(roots, native=native)
-    platform = detect(roots, cpuid=cpuid, aesm_socket=aesm_socket)
+    helper = socket_peer(aesm_socket, roots)
+    platform = detect(roots, cpuid=cpuid, aesm_socket=aesm_socket, helper=helper)
     labels = node_labels(platform)
     if nfd_features_file is not None:
         try:
@@ -231,6 +236,13 @@ async def _run_agent(agent: Any) -> None:
 @click.option("--enclave-limit", type=click.IntRange(1, 100_000), default=110, show_default=True)
 @click.option("--provision-limit", type=click.IntRange(1, 100_000), default=110, show_default=True)
 @click.option(
+    "--aesm-limit",
+    type=click.IntRange(1, 100_000),
+    default=110,
+    show_default=True,
+    help="Containers per node that may hold confnode.io/aesm-socket (the quoting opt-in).",
+)
+@click.option(
     "--epc-mode",
     type=click.Choice(["auto", "devices", "node-status"]),
     default="auto",
@@ -238,6 +250,12 @@ async def _run_agent(agent: Any) -> None:
     help="devices: one device per MiB; node-status: capacity patched through the API server.",
 )
 @click.option("--node-name", envvar="NODE_NAME", help="This node's name (node-status mode).")
+@click.option(
+    "--kubeconfig",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Reach the API server with this kubeconfig (current context; certificates, token, "
+    "impersonation) instead of the in-cluster service account.",
+)
 @click.option(
     "--label-node",
     is_flag=True,
@@ -248,9 +266,14 @@ async def _run_agent(agent: Any) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     default="/var/run/aesmd/aesm.socket",
     show_default=True,
-    help="Quote-helper socket; its directory is mounted into SGX containers when it exists.",
+    help="Quote-helper socket, served as confnode.io/aesm-socket (Healthy while it exists): "
+    "only containers holding it get its directory mounted and SGX_AESM_ADDR=1.",
 )
-@click.option("--metrics-port", type=click.IntRange(0, 65535), help="Serve Prometheus metrics.")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    help="Serve Prometheus metrics, /healthz and /readyz (the kubelet's probes) on this port.",
+)
 @click.option(
     "--metrics-address", default="0.0.0.0", show_default=True, help="Bind address for metrics."
 )
@@ -263,6 +286,12 @@ async def _run_agent(agent: Any) -> None:
 )
 @click.option("--poll-interval", type=click.FloatRange(0.01, 5.0), default=0.1, show_default=True)
 @click.option("--plan-only", is_flag=True, help="Print what would be advertised and exit.")
+@click.option(
+    "--remove-node-status",
+    is_flag=True,
+    help="Remove the EPC capacity (--resource-name) and the confnode.io/ labels from this "
+    "node's Node object and exit: the uninstall step a stopping agent does not take.",
+)
 @click.option("--json", "as_json", is_flag=True, help="With --plan-only: print JSON.")
 @_host_options
 def device_plugin(
@@ -274,8 +303,10 @@ def device_plugin(
     provision_resource: str,
     enclave_limit: int,
     provision_limit: int,
+    aesm_limit: int,
     epc_mode: str,
     node_name: str | None,
+    kubeconfig: Path | None,
     label_node: bool,
     aesm_socket: Path,
     metrics_port: int | None,
@@ -283,6 +314,7 @@ def device_plugin(
     pod_resources_socket: Path,
     poll_interval: float,
     plan_only: bool,
+    remove_node_status: bool,
     as_json: bool,
     cpuid_mode: str,
     dev_root: str,
@@ -298,19 +330,22 @@ def device_plugin(
     from confnode.deviceplugin import (
         AgentConfig,
         AlwaysPresent,
+        ApiServerNodeStatusPatcher,
         DevicePluginAgent,
         DriverProbe,
         EpcMode,
         GrpcPodResourcesClient,
-        InClusterNodeStatusPatcher,
         SgxNode,
         detect_node,
         parse_size,
         plan_resources,
         simulated_node_labels,
     )
-    from confnode.metrics import NodeAgentMetrics, serve_metrics
+    from confnode.metrics import NodeAgentMetrics, on_loop, serve_metrics
 
+    if remove_node_status:
+        _remove_node_status(node_name, kubeconfig, resource_name)
+        return
     driver: DriverProbe
     if sim_epc is not None:
         node = SgxNode.simulated_node(parse_size(sim_epc), sim_numa_nodes)
@@ -327,6 +362,7 @@ def device_plugin(
         epc_mode=None if epc_mode == "auto" else EpcMode(epc_mode),
         enclave_limit=enclave_limit,
         provision_limit=provision_limit,
+        aesm_limit=aesm_limit,
         aesm_socket=aesm_socket,
         node_name=node_name,
         node_labels=labels if label_node else {},
@@ -344,7 +380,13 @@ def device_plugin(
             f"device-plugin directory {device_plugin_dir} does not exist",
             hint="mount /var/lib/kubelet/device-plugins (hostPath) or pass --device-plugin-dir",
         )
-    patcher = InClusterNodeStatusPatcher.from_environment() if plan.capacity or label_node else None
+    patcher = None
+    if plan.capacity or label_node:
+        patcher = (
+            ApiServerNodeStatusPatcher.from_environment()
+            if kubeconfig is None
+            else ApiServerNodeStatusPatcher.from_kubeconfig(kubeconfig)
+        )
     metrics = NodeAgentMetrics()
     pod_resources = GrpcPodResourcesClient(pod_resources_socket) if metrics_port else None
     agent = DevicePluginAgent(
@@ -352,13 +394,48 @@ def device_plugin(
     )
     console.print(_plan_table(plan, node))
     if metrics_port is not None:
-        serve_metrics(metrics, metrics_port, metrics_address)
+        serve_metrics(
+            metrics,
+            metrics_port,
+            metrics_address,
+            live=on_loop(lambda: agent.loop, lambda: None, before_start=None),
+            ready=on_loop(lambda: agent.loop, agent.readiness),
+        )
         console.print(
-            f"metrics on http://{metrics_address}:{metrics_port}/metrics", highlight=False
+            f"metrics on http://{metrics_address}:{metrics_port}/metrics, /healthz, /readyz",
+            highlight=False,
         )
     console.print(f"serving in {device_plugin_dir}; Ctrl-C to stop", highlight=False)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     asyncio.run(_run_agent(agent))
+
+
+def _remove_node_status(node_name: str | None, kubeconfig: Path | None, resource: str) -> None:
+    """Undo what the agent wrote to its Node: EPC capacity and every managed label."""
+    from confnode.deviceplugin import ApiServerNodeStatusPatcher
+
+    if not node_name:
+        raise InfrastructureError(
+            "--remove-node-status needs the node's name",
+            hint="set --node-name (env NODE_NAME)",
+        )
+    patcher = (
+        ApiServerNodeStatusPatcher.from_environment()
+        if kubeconfig is None
+        else ApiServerNodeStatusPatcher.from_kubeconfig(kubeconfig)
+    )
+
+    async def remove() -> None:
+        try:
+            await patcher.remove_capacity(node_name, [resource])
+            await patcher.patch_labels(node_name, {})  # deletes every managed key
+        finally:
+            await patcher.aclose()
+
+    asyncio.run(remove())
+    console.print(
+        f"removed {resource} and the confnode.io/ labels from node {node_name}", highlight=False
+    )
 
 
 @main_group.group("plugin")

@@ -1,4 +1,4 @@
-"""``confnode quote inspect|verify``: SGX DCAP quote parsing and verification.
+"""``confnode quote inspect|verify``: SGX and TDX DCAP quote parsing and verification.
 
 The ``quote`` group lives here; each subcommand is a self-contained section. Quote files are
 read by :func:`read_quote_file` (binary, or hex text with optional ``0x`` and whitespace).
@@ -48,7 +48,7 @@ from confnode.sgx import (
     parse_pck_extension,
     parse_quote,
 )
-from confnode.verify import VerifiedQuote, verify_quote
+from confnode.verify import VerificationResult, VerifiedQuote, verify_quote
 
 _HEX_TEXT = re.compile(rb"(?:0[xX])?[0-9a-fA-F\s]+")
 _WHITESPACE = re.compile(rb"\s+")
@@ -56,7 +56,7 @@ _WHITESPACE = re.compile(rb"\s+")
 
 @main_group.group("quote", cls=ConfnodeGroup)
 def quote_group() -> None:
-    """Inspect and verify SGX DCAP quotes."""
+    """Inspect and verify SGX and TDX DCAP quotes."""
 
 
 def decode_quote_input(data: bytes) -> bytes:
@@ -311,6 +311,8 @@ _STATUS_STYLE = {
     "OutOfDate": "bold yellow",
     "OutOfDateConfigurationNeeded": "bold yellow",
     "Revoked": "bold red",
+    "TDRelaunchAdvised": "yellow",
+    "TDRelaunchAdvisedConfigurationNeeded": "yellow",
 }
 
 
@@ -347,9 +349,54 @@ def _error_step(error: ConfnodeError) -> str:
     return "input" if isinstance(error, InvalidInput) else "io"
 
 
-def _verdict_table(result: VerifiedQuote) -> Table:
+def _identity_rows(result: VerificationResult) -> list[tuple[str, str]]:
+    """What the quote vouches for: the SGX enclave, or the TD and its TDX module."""
+    if isinstance(result, VerifiedQuote):
+        enclave = result.enclave
+        return [
+            ("QE TCB", result.qe_status.value),
+            ("Advisories", ", ".join(result.advisory_ids) or "none"),
+            ("TCB date", result.tcb_date.strftime("%Y-%m-%d")),
+            ("FMSPC / PCE-ID", f"{result.fmspc} / {result.pce_id}"),
+            ("MRENCLAVE", enclave.mr_enclave.hex()),
+            ("MRSIGNER", enclave.mr_signer.hex()),
+            ("ISV prod id / SVN", f"{enclave.isv_prod_id} / {enclave.isv_svn}"),
+            (
+                "Debug",
+                "[bold red]yes: DEBUG enclave, not for production[/]" if enclave.debug else "no",
+            ),
+            ("Attributes", enclave.attributes.hex()),
+        ]
+    td, module = result.td, result.tdx_module
+    module_status = "no module TCB levels" if module.status is None else module.status.value
+    rows = [
+        ("TDX TCB", result.tdx_status.value),
+        (
+            "TDX module",
+            f"{module.identity_id or 'tdxModule'} (version {module.version}, SVN "
+            f"{module.isv_svn}): {module_status}",
+        ),
+        ("QE TCB", result.qe_status.value),
+        ("Advisories", ", ".join(result.advisory_ids) or "none"),
+        ("TCB date", result.tcb_date.strftime("%Y-%m-%d")),
+        ("FMSPC / PCE-ID", f"{result.fmspc} / {result.pce_id}"),
+        ("MRTD", td.mr_td.hex()),
+        ("RTMR0", td.rtmr0.hex()),
+        ("RTMR1", td.rtmr1.hex()),
+        ("RTMR2", td.rtmr2.hex()),
+        ("RTMR3", td.rtmr3.hex()),
+        ("MRSEAM", td.mr_seam.hex()),
+        ("TEE TCB SVN", td.tee_tcb_svn.hex()),
+        ("TD attributes / XFAM", f"{td.td_attributes.hex()} / {td.xfam.hex()}"),
+        ("Debug", "[bold red]yes: debuggable TD, not for production[/]" if td.debug else "no"),
+    ]
+    if td.mr_servicetd is not None:
+        rows.append(("MRSERVICETD", td.mr_servicetd.hex()))
+    return rows
+
+
+def _verdict_table(result: VerificationResult) -> Table:
     style = _STATUS_STYLE.get(result.status.value, "bold")
-    enclave = result.enclave
     root = (
         "Intel SGX Root CA (pinned key)"
         if result.trusted_root_is_intel
@@ -358,15 +405,7 @@ def _verdict_table(result: VerifiedQuote) -> Table:
     rows: list[tuple[str, str]] = [
         ("Status", f"[{style}]{result.status.value}[/]"),
         ("Platform TCB", result.platform_status.value),
-        ("QE TCB", result.qe_status.value),
-        ("Advisories", ", ".join(result.advisory_ids) or "none"),
-        ("TCB date", result.tcb_date.strftime("%Y-%m-%d")),
-        ("FMSPC / PCE-ID", f"{result.fmspc} / {result.pce_id}"),
-        ("MRENCLAVE", enclave.mr_enclave.hex()),
-        ("MRSIGNER", enclave.mr_signer.hex()),
-        ("ISV prod id / SVN", f"{enclave.isv_prod_id} / {enclave.isv_svn}"),
-        ("Debug", "[bold red]yes: DEBUG enclave, not for production[/]" if enclave.debug else "no"),
-        ("Attributes", enclave.attributes.hex()),
+        *_identity_rows(result),
         ("Report data", result.report_data.hex()),
         (
             "Collateral",
@@ -378,7 +417,8 @@ def _verdict_table(result: VerifiedQuote) -> Table:
     ]
     if result.revocation is not None:
         rows.append(("Revocation", f"[bold red]{escape(result.revocation)}[/]"))
-    table = Table(title="SGX quote verification", title_justify="left", show_header=False)
+    tee = "SGX" if isinstance(result, VerifiedQuote) else "TDX"
+    table = Table(title=f"{tee} quote verification", title_justify="left", show_header=False)
     table.add_column("Field", style="bold", no_wrap=True)
     table.add_column("Value", overflow="fold")
     for key, value in rows:
@@ -440,6 +480,7 @@ def verify_command(
             trusted_root=None if trust_root is None else _trust_root_der(trust_root),
             allow_expired_collateral=allow_expired_collateral,
             insecure_skip_crl=insecure_skip_crl,
+            allow_revoked=True,  # reported as the verdict below, with exit 1
         )
     except ConfnodeError as error:
         step = _error_step(error)

@@ -31,17 +31,30 @@ from confnode.client import DEFAULT_SOCKET, PUB_KEY_ID_SIZE, QuoteClient
 from confnode.collateral import Collateral
 from confnode.errors import ConfnodeError, InfrastructureError, InvalidInput, VerificationError
 from confnode.pccs import CollateralClient
+from confnode.platform import (
+    ENCLAVE_DEVICE_PATHS,
+    PROVISION_DEVICE_PATHS,
+    Access,
+    DeviceAccess,
+    HostRoots,
+    ProcessIdentity,
+    access_fix,
+    device_access,
+    process_identity,
+    socket_peer,
+)
 from confnode.quotehelper import (
     BACKENDS,
     DCAP_LIBRARY,
     AesmHandler,
+    BackendError,
     HelperMetrics,
     QuoteHelperServer,
     ServerConfig,
     make_backend,
 )
 from confnode.sim import SimPlatform
-from confnode.verify import VerifiedQuote, verify_quote
+from confnode.verify import VerificationResult, verify_quote
 
 _T = TypeVar("_T")
 
@@ -75,7 +88,8 @@ def _octal_mode(_ctx: click.Context, _param: click.Parameter, value: str) -> int
     "--state",
     "state_dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Simulated platform state directory (sim backend; created when absent).",
+    help="Simulated platform state directory (sim backend; created when absent). Without it, "
+    "a new random platform each start, whose quotes verify nowhere.",
 )
 @click.option(
     "--dcap-library",
@@ -92,7 +106,9 @@ def _octal_mode(_ctx: click.Context, _param: click.Parameter, value: str) -> int
 )
 @click.option("--socket-group", help="Group (name or gid) to own the socket file.")
 @click.option(
-    "--metrics-port", type=click.IntRange(1, 65535), help="Serve Prometheus metrics on this port."
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="Serve Prometheus metrics, /healthz and /readyz (the kubelet's probes) on this port.",
 )
 @click.option(
     "--metrics-address", default="0.0.0.0", show_default=True, help="Bind address for metrics."
@@ -110,6 +126,8 @@ def _octal_mode(_ctx: click.Context, _param: click.Parameter, value: str) -> int
     default="info",
     show_default=True,
 )
+@click.option("--dev-root", default="/dev", hidden=True)
+@click.option("--proc-root", default="/proc", hidden=True)
 def quote_helper(
     socket_path: Path,
     backend: str,
@@ -121,6 +139,8 @@ def quote_helper(
     metrics_address: str,
     request_timeout: float,
     log_level: str,
+    dev_root: str,
+    proc_root: str,
 ) -> None:
     """Serve the AESM socket protocol so unmodified SGX apps get ECDSA quotes.
 
@@ -132,7 +152,24 @@ def quote_helper(
     )
     if state_dir is not None and backend != "sim":
         raise click.UsageError("--state only applies to --backend sim")
+    # In-process DCAP opens the enclave and provisioning devices as this process: say up front
+    # when it cannot, since the library's own errors (AESM_UNEXPECTED_ERROR) do not.
+    roots = HostRoots(dev=dev_root, proc=proc_root)
+    problems = _device_problems(roots, process_identity(roots)) if backend == "dcap" else []
+    for problem in problems:
+        logging.getLogger("confnode.quotehelper").warning(
+            "%s: DCAP quotes will fail; %s",
+            problem.describe("the quote helper"),
+            access_fix(problem.device),
+        )
     quoting = make_backend(backend, state_dir=state_dir, dcap_library=dcap_library)
+    if backend == "sim" and state_dir is None:
+        # No default seed (it would let anyone forge quotes): the platform is random and lives
+        # only in this process, so no verifier, PCCS or probe can ever have its root.
+        logging.getLogger("confnode.quotehelper").warning(
+            "no --state: serving an ephemeral simulated platform with a random seed; its root "
+            "and collateral are saved nowhere, so its quotes verify nowhere (wire tests only)"
+        )
     config = ServerConfig(
         socket_path=socket_path,
         socket_mode=socket_mode,
@@ -143,10 +180,18 @@ def quote_helper(
     server = QuoteHelperServer(AesmHandler(quoting), config, metrics)
     http = None
     if metrics_port is not None:
-        from prometheus_client import start_http_server
+        from confnode.metrics import on_loop, serve_metrics_and_health
 
         try:
-            http, _ = start_http_server(metrics_port, metrics_address, registry=metrics.registry)
+            http, _ = serve_metrics_and_health(
+                metrics.registry,
+                metrics_port,
+                metrics_address,
+                # Live while the loop answers and the socket is its own (a restart binds it
+                # again); alive while the backend warms up, before the loop serves.
+                live=on_loop(lambda: server.loop, server.readiness, before_start=None),
+                ready=on_loop(lambda: server.loop, server.readiness),
+            )
         except OSError as exc:
             raise InfrastructureError(
                 f"cannot serve metrics on {metrics_address}:{metrics_port}: {exc}",
@@ -154,11 +199,20 @@ def quote_helper(
             ) from exc
     console.print(
         f"quote helper: serving [bold]{socket_path}[/] with the [bold]{quoting.name}[/] backend"
-        + (f", metrics on {metrics_address}:{metrics_port}" if metrics_port else ""),
+        + (
+            f", metrics and /healthz, /readyz on {metrics_address}:{metrics_port}"
+            if metrics_port
+            else ""
+        ),
         highlight=False,
     )
     try:
         asyncio.run(server.run())
+    except BackendError as error:
+        # The backend failed its warm-up: the device nodes it cannot open are the likely cause.
+        if problems:
+            _explain_device_problems(error, problems)
+        raise
     finally:
         if http is not None:
             http.shutdown()
@@ -231,19 +285,28 @@ def _probe(
     trust_root: Path | None,
     timeout: float,
     quote_out: Path | None,
-) -> VerifiedQuote:
+) -> VerificationResult:
     client = QuoteClient(socket_path, timeout=timeout)
     init = steps.run(
         "target-info", lambda: client.init_quote_ex(b_pub_key_id=True, buf_size=PUB_KEY_ID_SIZE)
     )
     target_info = init.target_info
+    steps.current = "platform"
+    if state_dir is None:
+        # A simulated platform exists only in its state directory (there is no default seed):
+        # without the helper's, nothing here can make a REPORT its quoting enclave accepts.
+        raise InvalidInput(
+            "the probe needs --state: it creates its probe enclave on the simulated platform "
+            "the helper serves, which exists only in that state directory",
+            hint="pass the helper's --state; hardware (dcap) helpers need a real enclave to probe",
+        )
     platform = steps.run("platform", lambda: SimPlatform(state_dir=state_dir))
     qe = platform.quoting_enclave
     # The QE's target info is the same on every simulated platform; its key id is not.
     if (target_info, init.pub_key_id) != (qe.target_info(), qe.pub_key_id):
         raise InfrastructureError(
             f"the quoting enclave behind {socket_path} is not the simulated platform "
-            f"{state_dir or '(default seed)'}: a probe enclave cannot be created for it",
+            f"{state_dir}: a probe enclave cannot be created for it",
             hint="run the probe with the helper's --state; hardware (dcap) helpers need a real "
             "enclave to probe",
         )
@@ -271,7 +334,9 @@ def _probe(
     root = _load_certificate(trust_root) if trust_root else platform.root_certificate()
     verified = steps.run(
         "verify",
-        lambda: verify_quote(quote, collateral, at=datetime.now(UTC), trusted_root=root),
+        lambda: verify_quote(
+            quote, collateral, at=datetime.now(UTC), trusted_root=root, allow_revoked=True
+        ),
     )
     steps.current = "binding"
     if verified.report_data[:32] != hashlib.sha256(nonce).digest():
@@ -286,6 +351,27 @@ def _probe(
 #: Steps whose input is what the helper returned: a rejection there (AESM_PARAMETER_ERROR,
 #: INVALID_REPORT, a malformed quote) is the node failing its check, not a usage error.
 _HELPER_STEPS = frozenset({"target-info", "report", "quote", "verify", "binding"})
+
+
+#: Steps where a helper that cannot open the SGX device nodes shows up (DCAP cannot load its
+#: enclaves or certify its key); after a failure there the probe checks the helper's access.
+_DEVICE_STEPS = frozenset({"target-info", "platform", "quote"})
+
+
+def _device_problems(roots: HostRoots, identity: ProcessIdentity | None) -> list[DeviceAccess]:
+    """The SGX device nodes ``identity`` cannot (or may not) open; none if it is unknown."""
+    if identity is None:
+        return []
+    accesses = device_access(roots, identity, ENCLAVE_DEVICE_PATHS + PROVISION_DEVICE_PATHS)
+    return [a for a in accesses if a.access is not Access.ALLOWED]
+
+
+def _explain_device_problems(error: ConfnodeError, problems: list[DeviceAccess]) -> None:
+    """Put the likely cause first in the error's hint: the helper cannot open a device DCAP
+    quoting needs. The error's own hint stays, after it."""
+    why = "; ".join(a.describe("the quote helper") for a in problems)
+    hint = f"{why}, which DCAP quoting needs: {access_fix(problems[0].device)}"
+    error.hint = f"{hint}. Also: {error.hint}" if error.hint else hint
 
 
 def _probe_exit_code(error: ConfnodeError, step: str) -> int:
@@ -309,7 +395,7 @@ def _probe_exit_code(error: ConfnodeError, step: str) -> int:
     "--state",
     "state_dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="The simulated platform state the helper serves (its --state).",
+    help="The simulated platform state the helper serves (its --state); needed to probe it.",
 )
 @click.option("--pccs", help="Fetch collateral from this PCS/PCCS base URL.")
 @click.option(
@@ -330,6 +416,8 @@ def _probe_exit_code(error: ConfnodeError, step: str) -> int:
     help="Also write the probe quote here (for `confnode quote inspect/verify`).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (also on failure).")
+@click.option("--dev-root", default="/dev", hidden=True)
+@click.option("--proc-root", default="/proc", hidden=True)
 def probe(
     socket_path: Path,
     state_dir: Path | None,
@@ -339,11 +427,14 @@ def probe(
     timeout: float,
     quote_out: Path | None,
     as_json: bool,
+    dev_root: str,
+    proc_root: str,
 ) -> None:
     """Quote a probe enclave through the local helper, fetch collateral, verify.
 
     Exits 0 when the node produced a quote that verifies (TCB status reported), 1 when the
     evidence fails verification or is revoked, 3 when the helper or collateral is unreachable.
+    When the helper fails, also checks whether it can open the SGX device nodes and says so.
     """
     if pccs is not None and collateral_file is not None:
         raise click.UsageError("--pccs and --collateral are mutually exclusive")
@@ -354,6 +445,12 @@ def probe(
         )
     except ConfnodeError as error:
         code = _probe_exit_code(error, steps.current)
+        problems = []
+        if steps.current in _DEVICE_STEPS:
+            roots = HostRoots(dev=dev_root, proc=proc_root)
+            problems = _device_problems(roots, socket_peer(socket_path, roots))
+        if problems:
+            _explain_device_problems(error, problems)
         if not as_json:
             if code == exit_code_for(error):
                 raise
@@ -374,6 +471,19 @@ def probe(
                 "failed_step": steps.current,
                 "error": error.message,
                 "error_type": type(error).__name__,
+                "hint": error.hint,
+                "helper_device_access": [
+                    {
+                        "device": a.device.path,
+                        "owner_uid": a.device.uid,
+                        "owner_gid": a.device.gid,
+                        "mode": f"{a.device.mode:04o}",
+                        "helper_uid": a.identity.uid,
+                        "helper_gid": a.identity.gid,
+                        "access": str(a.access),
+                    }
+                    for a in problems
+                ],
                 "steps_ms": {k: round(v * 1000, 3) for k, v in steps.times.items()},
             }
         )

@@ -13,6 +13,13 @@ from confnode.cli._common import console, err_console, main_group
 from confnode.errors import InfrastructureError, InvalidInput
 from confnode.sim import PLATFORM_STATUSES, SimPlatform
 from confnode.sim.platform import DEFAULT_MR_ENCLAVE, DEFAULT_MR_SIGNER
+from confnode.sim.tdx import (
+    DEFAULT_MODULE_SVN,
+    DEFAULT_MR_TD,
+    DEFAULT_RTMRS,
+    TDX_PLATFORM_STATUSES,
+    SimTdxPlatform,
+)
 
 _STATE = click.option(
     "--state",
@@ -53,6 +60,23 @@ def _write(path: Path, data: bytes) -> None:
         raise InfrastructureError(f"cannot write {path}: {exc}") from exc
 
 
+#: A shorter seed file is most likely a placeholder, not a secret.
+MIN_SEED_BYTES = 16
+
+
+def _read_seed(path: Path) -> bytes:
+    try:
+        seed = path.read_bytes().strip()
+    except OSError as exc:
+        raise InfrastructureError(f"cannot read seed file {path}: {exc}") from exc
+    if len(seed) < MIN_SEED_BYTES:
+        raise InvalidInput(
+            f"seed file {path} holds {len(seed)} bytes; expected at least {MIN_SEED_BYTES}",
+            hint="create one with `head -c 32 /dev/urandom | base64 > FILE`",
+        )
+    return seed
+
+
 def _summary(platform: SimPlatform) -> Table:
     cfg = platform.config
     root = platform.root_certificate()
@@ -72,7 +96,7 @@ def _summary(platform: SimPlatform) -> Table:
 
 @main_group.group("sim")
 def sim_group() -> None:
-    """Simulated SGX platform: PKI, quoting enclave, enclaves and collateral (no SGX needed).
+    """Simulated SGX platform and TDX host: PKI, quoting enclaves, enclaves, TDs and collateral.
 
     Its root CA is a confnode simulation root: trust it only for tests and demos.
     """
@@ -80,7 +104,16 @@ def sim_group() -> None:
 
 @sim_group.command("init")
 @_STATE
-@click.option("--seed", help="Seed every key and serial is derived from (default: fixed).")
+@click.option(
+    "--seed-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Secret seed (e.g. a mounted Secret shared by one cluster's simulated nodes).",
+)
+@click.option(
+    "--insecure-fixed-seed",
+    metavar="TEXT",
+    help="Derive every key from this public TEXT: anyone can forge its quotes (tests, demos).",
+)
 @click.option(
     "--tcb",
     type=click.Choice(PLATFORM_STATUSES),
@@ -92,14 +125,23 @@ def sim_group() -> None:
 @click.option("--revoke-pck", is_flag=True, default=None, help="List the PCK in its CA's CRL.")
 def sim_init(
     state: Path,
-    seed: str | None,
+    seed_file: Path | None,
+    insecure_fixed_seed: str | None,
     tcb: str | None,
     ca: str | None,
     qe_svn: int | None,
     fmspc: str | None,
     revoke_pck: bool | None,
 ) -> None:
-    """Create (or re-open) a simulated platform in --state."""
+    """Create (or re-open) a simulated platform in --state.
+
+    Its seed is random unless given: it is the platform's root secret, kept in --state (0600).
+    """
+    if seed_file is not None and insecure_fixed_seed is not None:
+        raise click.UsageError("--seed-file and --insecure-fixed-seed are mutually exclusive")
+    seed: bytes | str | None = insecure_fixed_seed
+    if seed_file is not None:
+        seed = _read_seed(seed_file)
     platform = SimPlatform(
         state,
         seed,
@@ -168,6 +210,87 @@ def sim_quote(
         err_console.print(f"wrote collateral bundle to {collateral_out}")
 
 
+@sim_group.command("td-quote")
+@_STATE
+@click.option("--report-data", help="TD report data, hex (at most 64 bytes).")
+@click.option("--mr-td", help="MRTD of the simulated TD, 48 bytes hex.")
+@click.option(
+    "--rtmr",
+    "rtmrs",
+    multiple=True,
+    metavar="INDEX=HEX",
+    help="RTMR0-3 of the simulated TD, 48 bytes hex each (repeatable, e.g. 2=ab..).",
+)
+@click.option("--mr-config-id", help="MRCONFIGID of the simulated TD, 48 bytes hex.")
+@click.option("--debug", is_flag=True, help="Make it a debuggable TD (verifiers should refuse).")
+@click.option("--td15", is_flag=True, help="TD report 1.5 in a v5 quote (default: 1.0 in v4).")
+@click.option(
+    "--launch-module-svn",
+    type=click.IntRange(0, 255),
+    help="With --td15: the TD was launched under this older module SVN (TD-preserving update).",
+)
+@click.option(
+    "--tcb",
+    type=click.Choice(TDX_PLATFORM_STATUSES),
+    help="TDX TCB status (default: the platform's).",
+)
+@click.option(
+    "--module-svn",
+    type=click.IntRange(0, 255),
+    default=DEFAULT_MODULE_SVN,
+    show_default=True,
+    help="TDX module ISVSVN (4 is OutOfDate, 3 Revoked).",
+)
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--collateral-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the TDX collateral bundle (JSON) for the quote.",
+)
+@click.option("--at", type=_DATES, help="Issue the collateral as of this UTC time (default: now).")
+def sim_td_quote(
+    state: Path,
+    report_data: str | None,
+    mr_td: str | None,
+    rtmrs: tuple[str, ...],
+    mr_config_id: str | None,
+    debug: bool,
+    td15: bool,
+    launch_module_svn: int | None,
+    tcb: str | None,
+    module_svn: int,
+    out: Path,
+    collateral_out: Path | None,
+    at: datetime | None,
+) -> None:
+    """Quote a simulated TD on the platform's TDX host: TD report → TD QE → TDX quote v4/v5."""
+    tdx = SimTdxPlatform(SimPlatform.load(state), tcb=tcb, module_svn=module_svn)
+    registers = list(DEFAULT_RTMRS)
+    for spec in rtmrs:
+        index, sep, value = spec.partition("=")
+        if not sep or index not in ("0", "1", "2", "3"):
+            raise InvalidInput(f"--rtmr {spec!r}: expected INDEX=HEX with INDEX 0-3")
+        registers[int(index)] = _hex(value, f"--rtmr {index}", exact=48) or b""
+    report = tdx.td_report(
+        _hex(report_data, "--report-data") or b"",
+        mr_td=_hex(mr_td, "--mr-td", exact=48) or DEFAULT_MR_TD,
+        rtmrs=(registers[0], registers[1], registers[2], registers[3]),
+        mr_config_id=_hex(mr_config_id, "--mr-config-id", exact=48) or bytes(48),
+        debug=debug,
+        td15=td15,
+        launch_module_svn=launch_module_svn,
+    )
+    quote = tdx.quote(report)
+    _write(out, quote)
+    err_console.print(
+        f"wrote {len(quote)}-byte TDX quote v{5 if td15 else 4} to {out} "
+        f"(FMSPC {tdx.fmspc.hex().upper()}, TCB {tdx.tcb_status}, module SVN {module_svn})"
+    )
+    if collateral_out is not None:
+        _write(collateral_out, tdx.collateral_json(_utc(at)).encode())
+        err_console.print(f"wrote TDX collateral bundle to {collateral_out}")
+
+
 @sim_group.command("root")
 @_STATE
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
@@ -221,11 +344,22 @@ def collateral_group() -> None:
     help="Collateral cache directory (reused while fresh).",
 )
 def collateral_fetch(quote_file: Path, pccs_url: str, out: Path, cache: Path | None) -> None:
-    """Fetch the collateral for QUOTE_FILE and write it as a bundle (dcap-qvl JSON)."""
-    from confnode.pccs import CollateralClient
+    """Fetch the collateral for QUOTE_FILE and write it as a bundle (dcap-qvl JSON).
 
-    client = CollateralClient(pccs_url, cache_dir=cache)
-    collateral = client.for_quote(quote_file.read_bytes())
+    For a TD quote, TCB Info and the QE identity come from the TDX routes
+    (/tdx/certification/v4), cached in CACHE/tdx.
+    """
+    from confnode.attestation._tdx import tdx_collateral_client
+    from confnode.pccs import CollateralClient
+    from confnode.sgx import parse_quote
+
+    quote = parse_quote(quote_file.read_bytes())
+    client = (
+        tdx_collateral_client(pccs_url, str(cache) if cache is not None else None)
+        if quote.is_tdx
+        else CollateralClient(pccs_url, cache_dir=cache)
+    )
+    collateral = client.for_quote(quote)
     _write(out, (collateral.to_json() + "\n").encode())
     err_console.print(
         f"wrote collateral for FMSPC {collateral.tcb_info.info.fmspc.hex().upper()} to {out} "

@@ -1,4 +1,4 @@
-"""The real-hardware SGX vector sets of ``../shared/dcap-vectors``, ready to verify.
+"""The real-hardware SGX and TDX vector sets of ``../shared/dcap-vectors``, ready to verify.
 
 Each set is one genuine quote with the Intel collateral published next to it, the verification
 window its README gives, and the result it expects. The demo verifies them; the verifier's tests
@@ -64,6 +64,20 @@ def dcapqvl(base: Path) -> VectorSet:
         (utc("2025-06-19T10:56:11Z"), utc("2025-07-19T10:01:18Z")),
         "ConfigurationAndSWHardeningNeeded",
         ("INTEL-SA-00289", "INTEL-SA-00615"),
+        needs_crl_skip=False,
+    )
+
+
+def dcapqvl_tdx(base: Path) -> VectorSet:
+    """The TDX v4 (TD 1.0) sample: a real TD quote with 70 trailing zero bytes."""
+    sample = base / "Phala-Network_dcap-qvl" / "sample"
+    return VectorSet(
+        "Phala dcap-qvl tdx_quote (TDX v4)",
+        (sample / "tdx_quote").read_bytes(),
+        (sample / "tdx_quote_collateral.json").read_text(),
+        (utc("2025-06-19T10:32:27Z"), utc("2025-07-19T10:00:35Z")),
+        "UpToDate",
+        (),
         needs_crl_skip=False,
     )
 

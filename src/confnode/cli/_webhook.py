@@ -79,8 +79,9 @@ def webhook() -> None:
 )
 @click.option(
     "--device-resource",
-    default=None,
-    help="Enclave device resource to add when EPC is a node-status extended resource.",
+    default="sgx.intel.com/enclave",
+    show_default=True,
+    help="Enclave device resource added to every EPC container (the agent's --enclave-resource).",
 )
 @click.option("--max-node-epc-mib", type=int, default=None, help="Largest EPC any node offers.")
 @click.option(
@@ -95,7 +96,7 @@ def serve_command(
     tls_cert: Path,
     tls_key: Path,
     epc_resource: str,
-    device_resource: str | None,
+    device_resource: str,
     max_node_epc_mib: int | None,
     namespace_policies: Path | None,
 ) -> None:

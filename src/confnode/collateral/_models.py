@@ -39,7 +39,11 @@ _COMPONENTS = 16
 
 
 class TcbStatus(StrEnum):
-    """TCB status with Intel's spellings; ``TcbLevelNotFound`` is a verdict, never in collateral."""
+    """TCB status with Intel's spellings.
+
+    ``TcbLevelNotFound`` and the two ``TDRelaunchAdvised…`` statuses are verdicts (QVL
+    ``STATUS_TCB_TD_RELAUNCH_ADVISED…``), never in collateral.
+    """
 
     UP_TO_DATE = "UpToDate"
     SW_HARDENING_NEEDED = "SWHardeningNeeded"
@@ -49,10 +53,32 @@ class TcbStatus(StrEnum):
     OUT_OF_DATE_CONFIGURATION_NEEDED = "OutOfDateConfigurationNeeded"
     REVOKED = "Revoked"
     TCB_LEVEL_NOT_FOUND = "TcbLevelNotFound"
+    TD_RELAUNCH_ADVISED = "TDRelaunchAdvised"
+    TD_RELAUNCH_ADVISED_CONFIGURATION_NEEDED = "TDRelaunchAdvisedConfigurationNeeded"
 
 
-#: Statuses a collateral document may carry (QVL ``VALID_TCB_INFO_STATUSES``).
-_COLLATERAL_STATUSES = {s.value: s for s in TcbStatus if s is not TcbStatus.TCB_LEVEL_NOT_FOUND}
+_VERDICT_ONLY = {
+    TcbStatus.TCB_LEVEL_NOT_FOUND,
+    TcbStatus.TD_RELAUNCH_ADVISED,
+    TcbStatus.TD_RELAUNCH_ADVISED_CONFIGURATION_NEEDED,
+}
+#: Statuses a TCB Info platform level may carry (QVL ``VALID_TCB_INFO_STATUSES``).
+_COLLATERAL_STATUSES = {s.value: s for s in TcbStatus if s not in _VERDICT_ONLY}
+#: Statuses an Enclave Identity level may carry (QVL ``parseStringToTcbStatus``: five).
+_ENCLAVE_STATUSES = {
+    s.value: s
+    for s in (
+        TcbStatus.UP_TO_DATE,
+        TcbStatus.CONFIGURATION_NEEDED,
+        TcbStatus.OUT_OF_DATE,
+        TcbStatus.OUT_OF_DATE_CONFIGURATION_NEEDED,
+        TcbStatus.REVOKED,
+    )
+}
+#: Statuses a TDX module identity level may carry (QVL ``VALID_MODULE_TCB_STATUSES``).
+_MODULE_STATUSES = {
+    s.value: s for s in (TcbStatus.UP_TO_DATE, TcbStatus.OUT_OF_DATE, TcbStatus.REVOKED)
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,13 +255,13 @@ class _Reader:
     def item(self, key: str, index: int, value: Any) -> _Reader:
         return _Reader(value, f"{self._where(key)}[{index}]", self._what)
 
-    def status(self, key: str) -> TcbStatus:
+    def status(
+        self, key: str, allowed: Mapping[str, TcbStatus] = _COLLATERAL_STATUSES
+    ) -> TcbStatus:
         value = self.raw(key, "a TCB status")
-        status = _COLLATERAL_STATUSES.get(value) if isinstance(value, str) else None
+        status = allowed.get(value) if isinstance(value, str) else None
         if status is None:
-            raise self.fail(
-                key, "one of " + ", ".join(_COLLATERAL_STATUSES) + " (unrecognised status)", value
-            )
+            raise self.fail(key, "one of " + ", ".join(allowed) + " (unrecognised status)", value)
         return status
 
     def advisories(self, key: str) -> tuple[str, ...]:
@@ -384,11 +410,11 @@ def _level(doc: _Reader, index: int, value: Any, version: int, tee: str) -> TcbL
     return _tcb_level(doc.item("tcbLevels", index, value), version, tee)
 
 
-def _qe_tcb_level(level: _Reader) -> QeTcbLevel:
+def _qe_tcb_level(level: _Reader, allowed: Mapping[str, TcbStatus]) -> QeTcbLevel:
     return QeTcbLevel(
         isvsvn=level.get_obj("tcb").get_int("isvsvn", 0, 0xFFFF),
         tcb_date=level.get_datetime("tcbDate"),
-        status=level.status("tcbStatus"),
+        status=level.status("tcbStatus", allowed),
         advisory_ids=level.advisories("advisoryIDs"),
     )
 
@@ -400,7 +426,7 @@ def _tdx_module_identity(ident: _Reader) -> TdxModuleIdentity:
         attributes=ident.get_hex("attributes", 8),
         attributes_mask=ident.get_hex("attributesMask", 8),
         tcb_levels=tuple(
-            _qe_tcb_level(ident.item("tcbLevels", i, lvl))
+            _qe_tcb_level(ident.item("tcbLevels", i, lvl), _MODULE_STATUSES)
             for i, lvl in enumerate(ident.get_list("tcbLevels"))
         ),
     )
@@ -419,6 +445,16 @@ def parse_tcb_info(obj: Any) -> TcbInfo:
         allowed = ("SGX", "TDX")
     if tee not in allowed:
         raise doc.fail("id", " or ".join(repr(a) for a in allowed) + f" for version {version}", tee)
+    if tee == "SGX":
+        # TDX-only members in SGX TCB Info mean a mislabelled document: refuse it rather than
+        # let TDX component SVNs reach SGX level ordering or matching.
+        for member in ("tdxModule", "tdxModuleIdentities"):
+            if doc.has(member):
+                raise InvalidCollateral(
+                    f"{what}: {member}: a TDX-only member in SGX TCB Info (expected id 'TDX')"
+                )
+    elif not doc.has("tdxModule"):
+        raise InvalidCollateral(f"{what}: tdxModule: missing (expected in TDX TCB Info)")
     tdx_module = None
     identities: tuple[TdxModuleIdentity, ...] = ()
     if doc.has("tdxModule"):
@@ -438,6 +474,11 @@ def parse_tcb_info(obj: Any) -> TcbInfo:
     )
     seen: set[tuple[object, ...]] = set()
     for i, level in enumerate(levels):
+        if tee == "SGX" and level.tdx_components is not None:
+            raise InvalidCollateral(
+                f"{what}: tcbLevels[{i}].tcb.tdxtcbcomponents: a TDX-only member in SGX TCB Info "
+                "(expected id 'TDX')"
+            )
         key = (level.sgx_components, level.pcesvn, level.tdx_components)
         if key in seen:
             raise InvalidCollateral(
@@ -477,7 +518,7 @@ def parse_enclave_identity(obj: Any) -> EnclaveIdentity:
         mrsigner=doc.get_hex("mrsigner", 32),
         isvprodid=doc.get_int("isvprodid", 0, 0xFFFF),
         tcb_levels=tuple(
-            _qe_tcb_level(doc.item("tcbLevels", i, lvl))
+            _qe_tcb_level(doc.item("tcbLevels", i, lvl), _ENCLAVE_STATUSES)
             for i, lvl in enumerate(doc.get_list("tcbLevels"))
         ),
     )

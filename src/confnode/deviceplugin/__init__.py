@@ -1,7 +1,8 @@
 """Kubelet device-plugin v1beta1 server for SGX EPC, the API-server EPC patcher, and a probe.
 
 Small-EPC nodes advertise one device per MiB with NUMA topology; large-EPC nodes publish EPC
-as a node-status extended resource and serve a pool of shared enclave devices (ADR 0005).
+as a node-status extended resource (ADR 0005). Both serve a pool of shared enclave devices, and
+the quote-helper socket as the opt-in ``confnode.io/aesm-socket`` pool (ADR 0009).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from confnode.deviceplugin.agent import (
     AgentConfig,
     DevicePluginAgent,
     ResourcePlan,
+    foreign_plugin_sockets,
     plan_resources,
     quote_helper_reachable,
 )
@@ -21,6 +23,7 @@ from confnode.deviceplugin.errors import (
     NodeStatusPatchError,
     PluginSocketInUse,
     ProbeError,
+    ResourceServedElsewhere,
     UnknownDeviceError,
 )
 from confnode.deviceplugin.inventory import (
@@ -32,7 +35,9 @@ from confnode.deviceplugin.inventory import (
     node_from_platform,
     simulated_node_labels,
 )
+from confnode.deviceplugin.kubeconfig import ApiServerConfig, parse_kubeconfig
 from confnode.deviceplugin.model import (
+    AESM_RESOURCE,
     AKS_EPC_RESOURCE,
     ENCLAVE_RESOURCE,
     INTEL_EPC_RESOURCE,
@@ -48,15 +53,15 @@ from confnode.deviceplugin.model import (
     per_unit_list_size,
 )
 from confnode.deviceplugin.nodestatus import (
-    InClusterNodeStatusPatcher,
+    ApiServerNodeStatusPatcher,
     NodePublisher,
     NodeStatusPatcher,
     capacity_json_patch,
+    capacity_removal_patch,
     epc_capacity,
     labels_merge_patch,
 )
 from confnode.deviceplugin.podresources import (
-    ContainerAssignment,
     EpcAllocation,
     GrpcPodResourcesClient,
     PodResourcesSource,
@@ -65,6 +70,7 @@ from confnode.deviceplugin.podresources import (
 from confnode.deviceplugin.probe import ProbeResult, probe_plugin
 
 __all__ = [
+    "AESM_RESOURCE",
     "AKS_EPC_RESOURCE",
     "DEFAULT_AESM_SOCKET",
     "DEFAULT_PLUGIN_DIR",
@@ -76,7 +82,8 @@ __all__ = [
     "PROVISION_RESOURCE",
     "AgentConfig",
     "AlwaysPresent",
-    "ContainerAssignment",
+    "ApiServerConfig",
+    "ApiServerNodeStatusPatcher",
     "DetectedNode",
     "DevicePathsProbe",
     "DevicePluginAgent",
@@ -86,7 +93,6 @@ __all__ = [
     "EpcAllocation",
     "EpcMode",
     "GrpcPodResourcesClient",
-    "InClusterNodeStatusPatcher",
     "NodePublisher",
     "NodeStatusPatchError",
     "NodeStatusPatcher",
@@ -96,15 +102,19 @@ __all__ = [
     "ProbeResult",
     "ResourceKind",
     "ResourcePlan",
+    "ResourceServedElsewhere",
     "SgxNode",
     "UnknownDeviceError",
     "capacity_json_patch",
+    "capacity_removal_patch",
     "choose_epc_mode",
     "detect_node",
     "epc_allocations",
     "epc_capacity",
+    "foreign_plugin_sockets",
     "labels_merge_patch",
     "node_from_platform",
+    "parse_kubeconfig",
     "parse_size",
     "per_unit_list_size",
     "plan_resources",

@@ -5,8 +5,17 @@ One supervisor loop polls (``os.stat``, no inotify dependency) every ``poll_inte
 * a plugin socket that vanished (the kubelet wipes the directory on start) is served again;
 * a new ``kubelet.sock`` (other inode or ctime) means a new kubelet: every resource registers
   again. Both together bring a restarted kubelet back to full capacity well within 1 s;
-* every ``health_interval`` the driver probe decides Healthy/Unhealthy for all devices, and
-  open ListAndWatch streams get a fresh full list.
+* every ``health_interval`` the driver probe decides Healthy/Unhealthy for all devices (the
+  AESM socket pool also needs the quote-helper socket), and open ListAndWatch streams get a
+  fresh full list. Node-status EPC capacity is removed while the devices are gone and put back
+  when they return.
+
+Another device plugin serving one of the same resource names (Intel's SGX plugin registers
+``sgx.intel.com/enclave`` and ``/provision``) is refused at start and whenever it appears: the
+kubelet would silently let the last registrant win (:func:`foreign_plugin_sockets`).
+
+``/healthz`` passes while the agent's loop answers (a stuck loop serves no kubelet), ``/readyz``
+once every resource is registered (:meth:`DevicePluginAgent.readiness`).
 """
 
 from __future__ import annotations
@@ -15,13 +24,18 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from confnode.deviceplugin.errors import DevicePluginError, PluginSocketInUse
+from confnode.deviceplugin.errors import (
+    DevicePluginError,
+    PluginSocketInUse,
+    ResourceServedElsewhere,
+)
 from confnode.deviceplugin.inventory import AESM_LABEL, AlwaysPresent, DriverProbe
 from confnode.deviceplugin.model import (
+    AESM_RESOURCE,
     AKS_EPC_RESOURCE,
     DEFAULT_LIST_BUDGET_BYTES,
     ENCLAVE_RESOURCE,
@@ -35,8 +49,8 @@ from confnode.deviceplugin.model import (
 )
 from confnode.deviceplugin.nodestatus import NodePublisher, NodeStatusPatcher, epc_capacity
 from confnode.deviceplugin.podresources import PodResourcesSource, epc_allocations
-from confnode.deviceplugin.server import PluginEndpoint, register_with_kubelet
-from confnode.errors import InfrastructureError
+from confnode.deviceplugin.server import PluginEndpoint, register_with_kubelet, socket_is_live
+from confnode.errors import InfrastructureError, InvalidInput
 from confnode.metrics import NodeAgentMetrics
 
 __all__ = [
@@ -46,6 +60,7 @@ __all__ = [
     "AgentConfig",
     "DevicePluginAgent",
     "ResourcePlan",
+    "foreign_plugin_sockets",
     "plan_resources",
     "quote_helper_reachable",
 ]
@@ -63,13 +78,16 @@ class AgentConfig:
     epc_resource: str = AKS_EPC_RESOURCE
     enclave_resource: str = ENCLAVE_RESOURCE
     provision_resource: str = PROVISION_RESOURCE
+    aesm_resource: str = AESM_RESOURCE
     #: ``None``: choose automatically (:func:`choose_epc_mode`).
     epc_mode: EpcMode | None = None
     list_budget_bytes: int = DEFAULT_LIST_BUDGET_BYTES
     #: Shared devices per pool: the most SGX containers the node runs at once (kubelet max pods).
     enclave_limit: int = 110
     provision_limit: int = 110
-    #: Host path of the quote-helper socket; its directory is mounted when it exists.
+    aesm_limit: int = 110
+    #: Host path of the quote-helper socket, served as the opt-in AESM pool (its directory is
+    #: mounted); ``None``: no quote helper on this node, no AESM pool.
     aesm_socket: Path | None = DEFAULT_AESM_SOCKET
     node_name: str | None = None
     #: ``confnode.io/`` labels to keep on the Node (``--label-node``); empty: leave labels alone.
@@ -97,6 +115,10 @@ class ResourcePlan:
 
 
 def plan_resources(node: SgxNode, config: AgentConfig) -> ResourcePlan:
+    """EPC as devices or node-status capacity; the enclave pool in both modes, so one pod spec
+    (EPC by name plus ``sgx.intel.com/enclave: 1``, added by the webhook) works on every node;
+    provision where the device exists; the AESM socket pool where a quote helper is configured.
+    """
     mode = config.epc_mode or choose_epc_mode(
         node, config.epc_resource, budget_bytes=config.list_budget_bytes
     )
@@ -114,15 +136,21 @@ def plan_resources(node: SgxNode, config: AgentConfig) -> ResourcePlan:
         resources.append(epc)
     else:
         capacity = epc_capacity(node, config.epc_resource)
-        resources.append(
-            DeviceResource.pool(
-                ResourceKind.ENCLAVE, node, config.enclave_resource, config.enclave_limit
-            )
+    resources.append(
+        DeviceResource.pool(
+            ResourceKind.ENCLAVE, node, config.enclave_resource, config.enclave_limit
         )
+    )
     if node.simulated or node.provision_devices:
         resources.append(
             DeviceResource.pool(
                 ResourceKind.PROVISION, node, config.provision_resource, config.provision_limit
+            )
+        )
+    if config.aesm_socket is not None:
+        resources.append(
+            DeviceResource.aesm(
+                node, config.aesm_resource, config.aesm_limit, os.fspath(config.aesm_socket.parent)
             )
         )
     return ResourcePlan(mode, tuple(resources), capacity)
@@ -138,6 +166,23 @@ async def quote_helper_reachable(path: Path, timeout: float = 1.0) -> bool:
     with contextlib.suppress(OSError):
         await writer.wait_closed()
     return True
+
+
+def foreign_plugin_sockets(plugin_dir: Path, resource_names: Iterable[str]) -> dict[str, Path]:
+    """Resource name → live socket on which another plugin serves it.
+
+    The device-plugin API has no call that names a plugin's resource, so this goes by the
+    socket name the common Go framework gives it — ``<domain>-<name>.sock``, e.g. Intel's
+    ``sgx.intel.com-enclave.sock`` — and counts a socket only while a process accepts
+    connections on it (a stale file left by an uninstalled plugin does not). confnode's own
+    sockets are prefixed ``confnode-`` and never match.
+    """
+    found: dict[str, Path] = {}
+    for name in resource_names:
+        path = plugin_dir / (name.replace("/", "-") + ".sock")
+        if path.exists() and socket_is_live(path):
+            found[name] = path
+    return found
 
 
 def _identity(path: Path) -> tuple[int, int, int] | None:
@@ -170,35 +215,78 @@ class DevicePluginAgent:
                 what = f"labelling the node publishes {len(config.node_labels)} labels"
             raise DevicePluginError(
                 f"{what} through the API server, but no node name or API-server client was given",
-                hint="set --node-name (env NODE_NAME) and run in-cluster",
+                hint="set --node-name (env NODE_NAME); run in-cluster or pass --kubeconfig",
             )
         self.driver = driver or AlwaysPresent()
         self.metrics = metrics or NodeAgentMetrics()
         self.patcher = patcher
         self.pod_resources = pod_resources
         self.kubelet_socket = config.plugin_dir / KUBELET_SOCKET
-        self.endpoints = tuple(
-            PluginEndpoint(r, config.plugin_dir, aesm_dir=self._aesm_dir)
-            for r in self.plan.resources
-        )
+        self.endpoints = tuple(PluginEndpoint(r, config.plugin_dir) for r in self.plan.resources)
         self.kubelet_restarts = 0
         self.registrations = 0
         self._pending: set[PluginEndpoint] = set()
         self._retry_at: dict[PluginEndpoint, tuple[float, float]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sgx_present = True
+        self._publisher: NodePublisher | None = None
 
-    def _aesm_dir(self) -> str | None:
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop :meth:`run` runs on (``None`` before), for checks from other threads."""
+        return self._loop
+
+    def readiness(self) -> str | None:
+        """``None`` once every resource is served and registered with the current kubelet, else
+        what is missing. Call it on the agent's loop (:func:`confnode.metrics.on_loop`)."""
+        if self._loop is None:
+            return "starting"
+        missing = sorted(
+            e.resource.name for e in self.endpoints if not e.serving or e in self._pending
+        )
+        if not missing:
+            return None
+        if _identity(self.kubelet_socket) is None:
+            return f"no kubelet socket at {self.kubelet_socket}; not registered: " + ", ".join(
+                missing
+            )
+        return "not registered with the kubelet yet: " + ", ".join(missing)
+
+    def refuse_foreign_plugins(self) -> None:
+        """Raise :class:`ResourceServedElsewhere` when another plugin serves one of our names."""
+        found = foreign_plugin_sockets(
+            self.config.plugin_dir, (r.name for r in self.plan.resources)
+        )
+        if found:
+            names = ", ".join(f"{name} (on {path})" for name, path in sorted(found.items()))
+            raise ResourceServedElsewhere(
+                f"another device plugin already serves {names}; the kubelet would let whichever "
+                "registers last take the resource over silently"
+            )
+
+    def _aesm_socket_present(self) -> bool:
         path = self.config.aesm_socket
-        if path is not None and path.exists():
-            return os.fspath(path.parent)
-        return None
+        return path is not None and path.exists()
+
+    def _health(self, resource: DeviceResource, present: bool) -> tuple[bool, str]:
+        """Healthy, or why not: the AESM pool is Healthy only while the quote-helper socket
+        exists, so the scheduler sends opted-in pods only to nodes whose helper is up."""
+        if not present:
+            return False, "the SGX device nodes are gone"
+        if resource.kind is ResourceKind.AESM and not self._aesm_socket_present():
+            return False, f"no quote-helper socket at {self.config.aesm_socket}"
+        return True, ""
 
     async def run(self) -> None:
         """Serve, register and supervise until cancelled; sockets are removed on the way out."""
         self.metrics.set_epc_capacity(self.node.epc_by_numa)
         self.metrics.set_mode(self.config.epc_resource, str(self.plan.mode))
-        healthy = self.driver.present()
+        self.refuse_foreign_plugins()
+        self._loop = asyncio.get_running_loop()
+        present = self._sgx_present = self.driver.present()
         for endpoint in self.endpoints:
-            await endpoint.set_healthy(healthy)
+            healthy, reason = self._health(endpoint.resource, present)
+            await endpoint.set_healthy(healthy, reason)
             self.metrics.set_devices(
                 endpoint.resource.name, count=endpoint.resource.count, healthy=healthy
             )
@@ -211,15 +299,16 @@ class DevicePluginAgent:
             tasks.append(asyncio.create_task(self._supervise(), name="supervise"))
             publishes = self.plan.capacity or self.config.node_labels
             if publishes and self.patcher is not None and self.config.node_name:
-                publisher = NodePublisher(
+                self._publisher = NodePublisher(
                     self.patcher,
                     self.config.node_name,
                     self.plan.capacity,
                     self.current_labels if self.config.node_labels else None,
+                    present=lambda: self._sgx_present,
                     interval=self.config.repatch_interval,
                     on_result=self._patched,
                 )
-                tasks.append(asyncio.create_task(publisher.run(), name="node-status"))
+                tasks.append(asyncio.create_task(self._publisher.run(), name="node-status"))
             if self.pod_resources is not None and self.plan.epc_unit_bytes:
                 tasks.append(asyncio.create_task(self._watch_allocations(), name="podresources"))
             if self.config.aesm_socket is not None:
@@ -276,7 +365,7 @@ class DevicePluginAgent:
         quote-helper DaemonSet may create or remove after the agent started."""
         labels = dict(self.config.node_labels)
         if AESM_LABEL in labels:
-            labels[AESM_LABEL] = "true" if self._aesm_dir() is not None else "false"
+            labels[AESM_LABEL] = "true" if self._aesm_socket_present() else "false"
         return labels
 
     def _patched(self, ok: bool, error: Exception | None) -> None:
@@ -307,14 +396,25 @@ class DevicePluginAgent:
             log.info("registered %s as %s", endpoint.resource.name, endpoint.socket_path.name)
 
     async def check_health(self) -> None:
-        healthy = self.driver.present()
+        self.refuse_foreign_plugins()
+        present = self.driver.present()
+        if present != self._sgx_present:
+            self._sgx_present = present
+            if self._publisher is not None and self.plan.capacity:
+                log.warning(
+                    "SGX devices %s: %s node-status EPC capacity",
+                    "back" if present else "gone",
+                    "publishing" if present else "removing",
+                )
+                self._publisher.wake()
         for endpoint in self.endpoints:
-            if await endpoint.set_healthy(healthy):
+            healthy, reason = self._health(endpoint.resource, present)
+            if await endpoint.set_healthy(healthy, reason):
                 log.warning(
                     "%s: %d devices now %s",
                     endpoint.resource.name,
                     endpoint.resource.count,
-                    "Healthy" if healthy else "Unhealthy (SGX device nodes are gone)",
+                    "Healthy" if healthy else f"Unhealthy ({reason})",
                 )
                 self.metrics.set_devices(
                     endpoint.resource.name, count=endpoint.resource.count, healthy=healthy
@@ -324,11 +424,16 @@ class DevicePluginAgent:
         if self.pod_resources is None:
             return
         try:
-            assignments = await self.pod_resources.list_assignments()
-        except InfrastructureError:
+            response = await self.pod_resources.list_response()
+            # Megabytes on a busy node: walked in a thread so Allocate and ListAndWatch go on.
+            allocations = await asyncio.to_thread(
+                epc_allocations, response, self.plan.epc_unit_bytes
+            )
+        except (InfrastructureError, InvalidInput) as error:
+            log.warning("EPC allocations not refreshed: %s", error)
             self.metrics.pod_resources_errors.inc()
             return
-        self.metrics.set_allocations(epc_allocations(assignments, self.plan.epc_unit_bytes))
+        self.metrics.set_allocations(allocations)
 
     async def _watch_allocations(self) -> None:
         while True:

@@ -9,6 +9,7 @@ __all__ = [
     "NodeStatusPatchError",
     "PluginSocketInUse",
     "ProbeError",
+    "ResourceServedElsewhere",
     "UnknownDeviceError",
 ]
 
@@ -22,6 +23,16 @@ class PluginSocketInUse(DevicePluginError):
 
     hint = (
         "stop the other device plugin instance (one per node) or pick another --device-plugin-dir"
+    )
+
+
+class ResourceServedElsewhere(DevicePluginError):
+    """Another device plugin on this node serves a resource name confnode would register."""
+
+    hint = (
+        "run one SGX device plugin per node: remove the other one (Intel's intel-sgx-plugin "
+        "DaemonSet, AKS's confcom add-on) from confnode's nodes, or give confnode other names "
+        "(--resource-name, --enclave-resource, --provision-resource)"
     )
 
 

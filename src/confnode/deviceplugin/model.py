@@ -19,6 +19,7 @@ from confnode.errors import InvalidInput
 
 __all__ = [
     "AESM_CONTAINER_DIR",
+    "AESM_RESOURCE",
     "AKS_EPC_RESOURCE",
     "API_VERSION",
     "DEFAULT_LIST_BUDGET_BYTES",
@@ -55,6 +56,9 @@ AKS_EPC_RESOURCE = "kubernetes.azure.com/sgx_epc_mem_in_MiB"
 INTEL_EPC_RESOURCE = "sgx.intel.com/epc"
 ENCLAVE_RESOURCE = "sgx.intel.com/enclave"
 PROVISION_RESOURCE = "sgx.intel.com/provision"
+#: The out-of-process quoting opt-in (ADR 0009): the webhook adds it to the SGX containers of
+#: pods annotated ``confnode.io/aesm-socket: "true"``; its Allocate alone mounts the socket.
+AESM_RESOURCE = "confnode.io/aesm-socket"
 
 #: In-container directory of the quote-helper (aesmd) socket; libsgx-quote-ex hard-codes it.
 AESM_CONTAINER_DIR = "/var/run/aesmd"
@@ -106,6 +110,8 @@ class ResourceKind(StrEnum):
     EPC = "epc"
     ENCLAVE = "enclave"
     PROVISION = "provision"
+    #: The quote-helper socket (``confnode.io/aesm-socket``), not a device node.
+    AESM = "aesm"
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +251,7 @@ class DeviceResource:
     """One extended resource served by one plugin socket.
 
     ``EPC`` resources have one device per unit with decimal IDs laid out NUMA node by NUMA node;
-    ``ENCLAVE``/``PROVISION`` are shared pools (``enclave-<i>``) without topology.
+    ``ENCLAVE``/``PROVISION``/``AESM`` are shared pools (``enclave-<i>``) without topology.
     """
 
     kind: ResourceKind
@@ -255,6 +261,8 @@ class DeviceResource:
     #: For EPC: ``(first_id, numa_node)`` per NUMA range, ascending.
     _ranges: tuple[tuple[int, int], ...] = field(default=(), repr=False)
     _topology: bool = field(default=False, repr=False)
+    #: For AESM: the host directory of the quote-helper socket.
+    aesm_host_dir: str | None = None
 
     @classmethod
     def epc(cls, node: SgxNode, name: str = AKS_EPC_RESOURCE) -> DeviceResource:
@@ -273,9 +281,15 @@ class DeviceResource:
 
     @classmethod
     def pool(cls, kind: ResourceKind, node: SgxNode, name: str, count: int) -> DeviceResource:
-        if kind is ResourceKind.EPC or count < 1:
+        if kind not in (ResourceKind.ENCLAVE, ResourceKind.PROVISION) or count < 1:
             raise InvalidInput(f"a {kind} pool of {count} devices; expected enclave/provision ≥ 1")
         return cls(kind, name, node, count)
+
+    @classmethod
+    def aesm(cls, node: SgxNode, name: str, count: int, host_dir: str) -> DeviceResource:
+        if count < 1:
+            raise InvalidInput(f"an AESM socket pool of {count} devices; expected ≥ 1")
+        return cls(ResourceKind.AESM, name, node, count, aesm_host_dir=host_dir)
 
     @property
     def unit_bytes(self) -> int:
@@ -370,17 +384,27 @@ class DeviceResource:
             pre_start_required=False, get_preferred_allocation_available=self.prefers_allocation
         )
 
-    def allocate(
-        self, device_ids: Sequence[str], *, aesm_host_dir: str | None
-    ) -> api_pb2.ContainerAllocateResponse:
+    def allocate(self, device_ids: Sequence[str]) -> api_pb2.ContainerAllocateResponse:
         """What one container gets for its devices of this resource.
 
-        ``aesm_host_dir`` is the quote-helper socket directory when the socket exists right now.
+        EPC, enclave and provision hand out device nodes only. The quote-helper socket directory
+        and ``SGX_AESM_ADDR=1`` come from the AESM resource alone, because the variable switches
+        the DCAP library and Open Enclave to out-of-process quoting: a pod gets it only by opting
+        in (ADR 0009), and the quote helper itself never does.
         Raises :class:`UnknownDeviceError` for IDs this resource never advertised.
         """
         for device_id in device_ids:
             self._index(device_id)
         response = api_pb2.ContainerAllocateResponse()
+        if self.kind is ResourceKind.AESM:
+            assert self.aesm_host_dir is not None
+            response.mounts.append(
+                api_pb2.Mount(
+                    container_path=AESM_CONTAINER_DIR, host_path=self.aesm_host_dir, read_only=True
+                )
+            )
+            response.envs["SGX_AESM_ADDR"] = "1"
+            return response
         if self.node.simulated:
             response.envs["SGX_MODE"] = "SIM"
         elif self.kind is ResourceKind.PROVISION:
@@ -390,13 +414,6 @@ class DeviceResource:
         if self.kind is ResourceKind.EPC:
             allocated = len(set(device_ids)) * self.unit_bytes
             response.envs["SGX_EPC_MIB"] = str(allocated // MIB)
-        if aesm_host_dir is not None and self.kind is not ResourceKind.PROVISION:
-            response.mounts.append(
-                api_pb2.Mount(
-                    container_path=AESM_CONTAINER_DIR, host_path=aesm_host_dir, read_only=True
-                )
-            )
-            response.envs["SGX_AESM_ADDR"] = "1"
         return response
 
     def preferred(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +25,7 @@ from confnode.deviceplugin.errors import (
 )
 from confnode.deviceplugin.model import API_VERSION, DeviceResource, socket_name
 
-__all__ = ["AesmDirLookup", "PluginEndpoint", "register_with_kubelet"]
-
-#: Returns the host directory of the quote-helper socket when the socket exists right now.
-AesmDirLookup = Callable[[], "str | None"]
+__all__ = ["PluginEndpoint", "register_with_kubelet", "socket_is_live"]
 
 
 class _DevicePluginServicer:
@@ -75,14 +72,13 @@ class _DevicePluginServicer:
         if not endpoint.healthy:
             await context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION,
-                f"{endpoint.resource.name}: the SGX device nodes are gone; devices are Unhealthy",
+                f"{endpoint.resource.name}: devices are Unhealthy ({endpoint.unhealthy_reason})",
             )
-        aesm_dir = endpoint.aesm_dir()
         response = api_pb2.AllocateResponse()
         try:
             for container in request.container_requests:
                 response.container_responses.append(
-                    endpoint.resource.allocate(container.devices_ids, aesm_host_dir=aesm_dir)
+                    endpoint.resource.allocate(container.devices_ids)
                 )
         except UnknownDeviceError as error:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, error.message)
@@ -97,18 +93,12 @@ class _DevicePluginServicer:
 class PluginEndpoint:
     """Serves one resource on ``<plugin_dir>/<socket_name>`` and tracks its device health."""
 
-    def __init__(
-        self,
-        resource: DeviceResource,
-        plugin_dir: Path,
-        *,
-        aesm_dir: AesmDirLookup = lambda: None,
-    ) -> None:
+    def __init__(self, resource: DeviceResource, plugin_dir: Path) -> None:
         self.resource = resource
         self.socket_path = plugin_dir / socket_name(resource.name)
-        self.aesm_dir = aesm_dir
         self._server: Any = None
         self._healthy = True
+        self.unhealthy_reason = ""
         self._version = 0
         self._cache: dict[bool, bytes] = {}
         self._changed = asyncio.Condition()
@@ -134,8 +124,9 @@ class PluginEndpoint:
             await self._changed.wait_for(lambda: self._version != seen)
             return self._version, self.list_bytes()
 
-    async def set_healthy(self, healthy: bool) -> bool:
+    async def set_healthy(self, healthy: bool, reason: str = "") -> bool:
         """Update health; every open ListAndWatch stream gets a new full list. True if changed."""
+        self.unhealthy_reason = reason
         if healthy == self._healthy:
             return False
         async with self._changed:
@@ -206,20 +197,26 @@ def _handlers(servicer: _DevicePluginServicer) -> Any:
     return grpc.method_handlers_generic_handler("v1beta1.DevicePlugin", methods)
 
 
+def socket_is_live(path: Path, timeout: float = 0.2) -> bool:
+    """True when a process accepts connections on the unix socket ``path`` (nothing is sent)."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(timeout)
+        probe.connect(os.fspath(path))
+    except OSError:
+        return False
+    else:
+        return True
+    finally:
+        probe.close()
+
+
 def _remove_stale_socket(path: Path) -> None:
     """Remove a leftover socket, but refuse to steal one a live process still answers on."""
     if not path.exists() and not path.is_symlink():
         return
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.settimeout(0.2)
-        probe.connect(os.fspath(path))
-    except OSError:
-        pass
-    else:
+    if socket_is_live(path):
         raise PluginSocketInUse(f"{path} is already served by a live process")
-    finally:
-        probe.close()
     try:
         path.unlink()
     except FileNotFoundError:

@@ -10,8 +10,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Protocol
+from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from confnode.metrics.health import Check, serve_metrics_and_health
 
 __all__ = ["AllocationSample", "NodeAgentMetrics", "serve_metrics"]
 
@@ -141,7 +144,8 @@ class NodeAgentMetrics:
 
 
 def serve_metrics(
-    metrics: NodeAgentMetrics, port: int, addr: str = "0.0.0.0"
-) -> tuple[object, threading.Thread]:
-    """Start the HTTP endpoint in a daemon thread; returns the server and its thread."""
-    return start_http_server(port, addr=addr, registry=metrics.registry)
+    metrics: NodeAgentMetrics, port: int, addr: str = "0.0.0.0", *, live: Check, ready: Check
+) -> tuple[WSGIServer, threading.Thread]:
+    """Serve ``/metrics``, ``/healthz`` (``live``) and ``/readyz`` (``ready``) from a daemon
+    thread; returns the server and its thread."""
+    return serve_metrics_and_health(metrics.registry, port, addr, live=live, ready=ready)

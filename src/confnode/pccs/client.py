@@ -4,9 +4,10 @@ The collateral for a quote is keyed by (FMSPC, PCK CA type), both read from the 
 certificate. Network access goes through the small :class:`Fetcher` protocol; the default uses
 httpx. Cached collateral is reused until ``refresh_before`` ahead of its earliest ``nextUpdate``;
 if a refresh fails, still-valid cached collateral is served and the service is asked again only
-after ``retry_after``, so an outage does not put every caller behind a network timeout. In
-``offline`` mode only the cache (e.g. a saved bundle placed in the cache directory or added with
-:meth:`add`) is used.
+after ``retry_after``, so an outage does not put every caller behind a network timeout. A failed
+fetch with nothing usable cached is remembered for ``negative_ttl`` too: callers in that window
+get the same error at once instead of each waiting on the PCCS again. In ``offline`` mode only
+the cache (e.g. a saved bundle placed in the cache directory or added with :meth:`add`) is used.
 """
 
 from __future__ import annotations
@@ -134,6 +135,7 @@ class CollateralClient:
         clock: Clock | None = None,
         refresh_before: timedelta = timedelta(days=1),
         retry_after: timedelta = timedelta(minutes=1),
+        negative_ttl: timedelta = timedelta(seconds=10),
         offline: bool = False,
     ) -> None:
         if base_url is None and not offline:
@@ -144,6 +146,7 @@ class CollateralClient:
         self._clock: Clock = clock or (lambda: datetime.now(UTC))
         self._refresh_before = refresh_before
         self._retry_after = retry_after
+        self._negative_ttl = negative_ttl
         self._offline = offline
         self._memory: dict[tuple[str, CaType], Collateral] = {}
         #: When a refresh last failed while still-valid collateral was served instead.
@@ -152,6 +155,8 @@ class CollateralClient:
         #: (nextUpdate closer than ``refresh_before``, or past, as THIM's baseline can be) is
         #: asked at most once per ``retry_after``, not on every call.
         self._fetched_at: dict[tuple[str, CaType], datetime] = {}
+        #: Fetches that failed with nothing usable cached: (until when, the error), per key.
+        self._negative: dict[tuple[str, CaType], tuple[datetime, CollateralFetchError]] = {}
         self._lock = threading.Lock()
 
     # -- cache ------------------------------------------------------------------------------------
@@ -243,13 +248,18 @@ class CollateralClient:
                 # The service was down moments ago: don't make every caller wait on it again.
                 if now < failed_at + self._retry_after:
                     return cached
+            negative = self._negative.get(key)
+            if negative is not None and now < negative[0]:
+                raise negative[1]
             try:
                 fetched = self.fetch(fmspc_hex, ca)
-            except CollateralFetchError:
+            except CollateralFetchError as error:
                 if cached is not None and usable:
                     self._failed_at[key] = now
                     return cached
+                self._negative[key] = (now + self._negative_ttl, error)
                 raise
+            self._negative.pop(key, None)
             self._failed_at.pop(key, None)
             self._store(key, fetched)
             self._fetched_at[key] = now

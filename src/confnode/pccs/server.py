@@ -1,6 +1,7 @@
 """A PCS/PCCS-compatible collateral service for a simulated platform (Starlette app).
 
-Serves Intel PCS v4 routes under ``/sgx/certification/v4`` with the same headers and encodings
+Serves Intel PCS v4 routes under ``/sgx/certification/v4`` (and, for the platform's simulated
+TDX host, ``/tdx/certification/v4/tcb`` and ``/qe/identity``) with the same headers and encodings
 (issuer chains percent-encoded PEM; ``/pckcrl`` PEM by default or DER; PCCS's hex-encoded
 ``/rootcacrl``), so unmodified clients — Intel's QPL, dcap-qvl's ``get_collateral``, confnode's
 own client — can fetch simulated collateral. Collateral is issued for "now" from an injectable
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from cryptography import x509
@@ -32,12 +33,16 @@ from confnode.pccs._wire import (
     TCBM,
     encode_chain,
 )
-from confnode.sim import SimPlatform
+from confnode.sim import SimPcsResponses, SimPlatform
 from confnode.sim.pki import ROOT_CRL_URL
+from confnode.sim.tdx import SimTdxPlatform
 
 _HEX = re.compile(r"[0-9a-fA-F]+")
 
 Clock = Callable[[], datetime]
+Endpoint = Callable[[Request], Awaitable[Response]]
+#: Intel PCS/PCCS serve TDX TCB Info and the TD QE identity under their own prefix.
+TDX_API_PREFIX = "/tdx/certification/v4"
 
 
 def _error(status: int, code: str, message: str) -> Response:
@@ -68,6 +73,7 @@ def create_app(platform: SimPlatform, *, clock: Clock | None = None) -> Starlett
     fmspc_hex = platform.fmspc.hex().upper()
     pce_id_hex = platform.config.pce_id.upper()
     qe_id_hex = platform.qe_id.hex().upper()
+    tdx = SimTdxPlatform(platform)
 
     def bad_update_params(request: Request) -> Response | None:
         update = request.query_params.get("update")
@@ -94,7 +100,9 @@ def create_app(platform: SimPlatform, *, clock: Clock | None = None) -> Starlett
             return _error(
                 400, "InvalidRequestSyntax", "ca must be processor|platform, encoding pem|der"
             )
-        responses = platform.pcs_responses(now())
+        # One CRL per CA for the whole host, as Intel's: the TDX host's responses carry the SGX
+        # platform's CRLs plus its own revoked PCK (a TD quote's PCK is under the Platform CA).
+        responses = tdx.pcs_responses(now())
         der = responses.pck_crls[ca]
         chain = {PCK_CRL_ISSUER_CHAIN: encode_chain(responses.pck_crl_issuer_chains[ca])}
         if encoding == "der":
@@ -102,32 +110,38 @@ def create_app(platform: SimPlatform, *, clock: Clock | None = None) -> Starlett
         pem = x509.load_der_x509_crl(der).public_bytes(serialization.Encoding.PEM)
         return _ok(pem, "application/x-pem-file", chain)
 
-    async def tcb(request: Request) -> Response:
-        fmspc = _hex_param(request, "fmspc", 12)
-        if fmspc is None:
-            return _error(400, "InvalidRequestSyntax", "fmspc must be 12 hex digits")
-        if fmspc != fmspc_hex:
-            return _error(404, "NotFound", f"no TCB Info for FMSPC {fmspc}")
-        problem = bad_update_params(request)
-        if problem is not None:
-            return problem
-        responses = platform.pcs_responses(now())
-        return _ok(
-            responses.tcb_info,
-            "application/json",
-            {TCB_INFO_ISSUER_CHAIN: encode_chain(responses.tcb_info_issuer_chain)},
-        )
+    def tcb_route(fmspc_hex: str, responses: Callable[[datetime], SimPcsResponses]) -> Endpoint:
+        async def tcb(request: Request) -> Response:
+            fmspc = _hex_param(request, "fmspc", 12)
+            if fmspc is None:
+                return _error(400, "InvalidRequestSyntax", "fmspc must be 12 hex digits")
+            if fmspc != fmspc_hex:
+                return _error(404, "NotFound", f"no TCB Info for FMSPC {fmspc}")
+            problem = bad_update_params(request)
+            if problem is not None:
+                return problem
+            issued = responses(now())
+            return _ok(
+                issued.tcb_info,
+                "application/json",
+                {TCB_INFO_ISSUER_CHAIN: encode_chain(issued.tcb_info_issuer_chain)},
+            )
 
-    async def qe_identity(request: Request) -> Response:
-        problem = bad_update_params(request)
-        if problem is not None:
-            return problem
-        responses = platform.pcs_responses(now())
-        return _ok(
-            responses.qe_identity,
-            "application/json",
-            {ENCLAVE_IDENTITY_ISSUER_CHAIN: encode_chain(responses.qe_identity_issuer_chain)},
-        )
+        return tcb
+
+    def qe_identity_route(responses: Callable[[datetime], SimPcsResponses]) -> Endpoint:
+        async def qe_identity(request: Request) -> Response:
+            problem = bad_update_params(request)
+            if problem is not None:
+                return problem
+            issued = responses(now())
+            return _ok(
+                issued.qe_identity,
+                "application/json",
+                {ENCLAVE_IDENTITY_ISSUER_CHAIN: encode_chain(issued.qe_identity_issuer_chain)},
+            )
+
+        return qe_identity
 
     async def rootcacrl(request: Request) -> Response:
         # PCCS serves the Root CA CRL hex-encoded (backward compatibility with its v3 API).
@@ -175,8 +189,11 @@ def create_app(platform: SimPlatform, *, clock: Clock | None = None) -> Starlett
 
     routes = [
         Route(f"{API_PREFIX}/pckcrl", pckcrl),
-        Route(f"{API_PREFIX}/tcb", tcb),
-        Route(f"{API_PREFIX}/qe/identity", qe_identity),
+        Route(f"{API_PREFIX}/tcb", tcb_route(fmspc_hex, platform.pcs_responses)),
+        Route(f"{API_PREFIX}/qe/identity", qe_identity_route(platform.pcs_responses)),
+        # The platform's TDX host: TDX TCB Info (its own FMSPC) and the TD QE identity.
+        Route(f"{TDX_API_PREFIX}/tcb", tcb_route(tdx.fmspc.hex().upper(), tdx.pcs_responses)),
+        Route(f"{TDX_API_PREFIX}/qe/identity", qe_identity_route(tdx.pcs_responses)),
         Route(f"{API_PREFIX}/rootcacrl", rootcacrl),
         Route(f"{API_PREFIX}/pckcert", pckcert),
         Route("/" + ROOT_CRL_URL.rsplit("/", 1)[1], root_crl_der),

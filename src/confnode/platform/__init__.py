@@ -11,7 +11,16 @@ from confnode.platform._parse import (
     parse_auxv,
     parse_cpuinfo_flags,
     parse_kernel_config,
+    parse_status_ids,
     parse_sysfs_bytes,
+)
+from confnode.platform.access import (
+    Access,
+    DeviceAccess,
+    DeviceNode,
+    ProcessIdentity,
+    access_fix,
+    appraise_access,
 )
 from confnode.platform.cpuid import (
     CpuidSource,
@@ -22,6 +31,7 @@ from confnode.platform.cpuid import (
     Registers,
 )
 from confnode.platform.detect import cpuid_source_for, detect
+from confnode.platform.hostids import device_access, device_node, process_identity, socket_peer
 from confnode.platform.labels import (
     LABEL_KEYS,
     NFD_FEATURES_FILE,
@@ -32,6 +42,8 @@ from confnode.platform.labels import (
 )
 from confnode.platform.model import (
     DEFAULT_AESM_SOCKET,
+    ENCLAVE_DEVICE_PATHS,
+    PROVISION_DEVICE_PATHS,
     CpuFeatures,
     DriverFlavour,
     Finding,
@@ -43,12 +55,17 @@ from confnode.platform.model import (
 
 __all__ = [
     "DEFAULT_AESM_SOCKET",
+    "ENCLAVE_DEVICE_PATHS",
     "LABEL_KEYS",
     "NFD_FEATURES_FILE",
+    "PROVISION_DEVICE_PATHS",
+    "Access",
     "CpuFeatures",
     "CpuidSource",
     "CpuidUnavailable",
     "DevCpuid",
+    "DeviceAccess",
+    "DeviceNode",
     "DriverFlavour",
     "EpcSection",
     "FakeCpuid",
@@ -56,18 +73,26 @@ __all__ = [
     "HostDataError",
     "HostRoots",
     "NativeCpuid",
+    "ProcessIdentity",
     "Registers",
     "SgxPlatform",
     "Status",
+    "access_fix",
+    "appraise_access",
     "cpuid_source_for",
     "detect",
+    "device_access",
+    "device_node",
     "format_bytes",
     "nfd_features",
     "node_labels",
     "parse_auxv",
     "parse_cpuinfo_flags",
     "parse_kernel_config",
+    "parse_status_ids",
     "parse_sysfs_bytes",
+    "process_identity",
+    "socket_peer",
     "validate_label",
     "write_nfd_features",
 ]

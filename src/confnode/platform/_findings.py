@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from confnode.platform._parse import parse_kernel_version
+from confnode.platform.access import Access, DeviceAccess, ProcessIdentity, access_fix
 from confnode.platform.cpuid import EpcSection
 from confnode.platform.model import (
     ENCLAVE_DEVICE_PATHS,
@@ -73,6 +74,9 @@ def build_findings(
     aesm_path: str | None,
     aesm_found: str | None,
     can_run: bool,
+    own_access: tuple[DeviceAccess, ...] = (),
+    helper: ProcessIdentity | None = None,
+    helper_access: tuple[DeviceAccess, ...] = (),
 ) -> list[Finding]:
     out: list[Finding] = []
     has_sgx = cpu.sgx is not False
@@ -206,7 +210,14 @@ def build_findings(
             )
 
     if enclave_devices:
-        out.append(Finding("Enclave device", f"{', '.join(enclave_devices)} ({driver})", Status.OK))
+        out.append(
+            _with_access(
+                Finding("Enclave device", f"{', '.join(enclave_devices)} ({driver})", Status.OK),
+                own_access,
+                enclave_devices,
+                "this process cannot create enclaves",
+            )
+        )
     else:
         fix: str | None
         if not has_sgx:
@@ -222,7 +233,14 @@ def build_findings(
         )
 
     if provision_devices:
-        out.append(Finding("Provisioning device", ", ".join(provision_devices), Status.OK))
+        out.append(
+            _with_access(
+                Finding("Provisioning device", ", ".join(provision_devices), Status.OK),
+                own_access,
+                provision_devices,
+                "in-process DCAP quoting (the dcap quote helper, aesmd) fails as this process",
+            )
+        )
     elif enclave_devices:
         out.append(
             Finding(
@@ -298,6 +316,8 @@ def build_findings(
                 "start `confnode quote-helper` (or aesmd) so enclaves can get quotes",
             )
         )
+    if helper is not None and helper_access:
+        out.append(_helper_finding(helper, helper_access))
 
     out.append(
         Finding(
@@ -308,6 +328,41 @@ def build_findings(
         )
     )
     return out
+
+
+def _with_access(
+    finding: Finding, accesses: tuple[DeviceAccess, ...], paths: tuple[str, ...], effect: str
+) -> Finding:
+    """``finding`` as a warning when this process cannot open one of ``paths`` read-write."""
+    blocked = [a for a in accesses if a.device.path in paths and a.access is not Access.ALLOWED]
+    if not blocked:
+        return finding
+    why = "; ".join(a.describe("this process") for a in blocked)
+    return Finding(
+        finding.capability,
+        f"{finding.found}; {why}: {effect}",
+        Status.WARN,
+        access_fix(blocked[0].device),
+    )
+
+
+def _helper_finding(helper: ProcessIdentity, accesses: tuple[DeviceAccess, ...]) -> Finding:
+    """Can the process serving the AESM socket open the SGX device nodes DCAP quoting needs?"""
+    blocked = [a for a in accesses if a.access is not Access.ALLOWED]
+    if not blocked:
+        paths = ", ".join(a.device.path for a in accesses)
+        return Finding(
+            "Quote helper devices",
+            f"the quote helper ({helper.describe()}) can open {paths} read-write",
+            Status.OK,
+        )
+    return Finding(
+        "Quote helper devices",
+        "; ".join(a.describe("the quote helper") for a in blocked)
+        + ": its DCAP quotes (dcap backend, aesmd) fail, typically with AESM_UNEXPECTED_ERROR",
+        Status.WARN,
+        access_fix(blocked[0].device),
+    )
 
 
 def _is_socket(path: str) -> bool:

@@ -14,6 +14,7 @@ __all__ = [
     "parse_cpuinfo_flags",
     "parse_kernel_config",
     "parse_kernel_version",
+    "parse_status_ids",
     "parse_sysfs_bytes",
 ]
 
@@ -97,3 +98,33 @@ def parse_kernel_version(release: str) -> tuple[int, int] | None:
     if match is None:
         return None
     return int(match.group(1)), int(match.group(2))
+
+
+_ID_LINE = re.compile(r"^(Uid|Gid|Groups):(.*)$", re.MULTILINE)
+_MAX_ID = 0xFFFFFFFF
+
+
+def _ids(line: str, what: str) -> list[int]:
+    fields = line.split()
+    if not all(f.isascii() and f.isdigit() and int(f) <= _MAX_ID for f in fields):
+        raise HostDataError(f"{what} line {line.strip()[:60]!r}: expected 32-bit decimal ids")
+    return [int(f) for f in fields]
+
+
+def parse_status_ids(text: str) -> tuple[int, int, frozenset[int]]:
+    """Effective uid, effective gid and supplementary groups from ``/proc/<pid>/status``.
+
+    ``Uid:``/``Gid:`` list real, effective, saved and filesystem ids; the kernel checks file
+    access with the filesystem ids, which equal the effective ones unless ``setfsuid`` was used,
+    so the fourth column is taken (the second when only two are given).
+    """
+    found: dict[str, list[int]] = {}
+    for match in _ID_LINE.finditer(text):
+        found.setdefault(match.group(1), _ids(match.group(2), match.group(1)))
+    for key in ("Uid", "Gid"):
+        if key not in found or len(found[key]) < 2:
+            raise HostDataError(f"process status has no {key}: line with at least two ids")
+    uids, gids = found["Uid"], found["Gid"]
+    fs_uid = uids[3] if len(uids) >= 4 else uids[1]
+    fs_gid = gids[3] if len(gids) >= 4 else gids[1]
+    return fs_uid, fs_gid, frozenset(found.get("Groups", ()))

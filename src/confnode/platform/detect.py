@@ -25,6 +25,7 @@ from confnode.platform._parse import (
     parse_kernel_config,
     parse_sysfs_bytes,
 )
+from confnode.platform.access import ProcessIdentity
 from confnode.platform.cpuid import (
     CpuidSource,
     DevCpuid,
@@ -34,6 +35,7 @@ from confnode.platform.cpuid import (
     decode_sgx_capabilities,
     read_epc_sections,
 )
+from confnode.platform.hostids import device_access, process_identity
 from confnode.platform.model import (
     DEFAULT_AESM_SOCKET,
     ENCLAVE_DEVICE_PATHS,
@@ -191,12 +193,15 @@ def detect(
     roots: HostRoots | None = None,
     cpuid: CpuidSource | None = None,
     aesm_socket: str | os.PathLike[str] | None = DEFAULT_AESM_SOCKET,
+    helper: ProcessIdentity | None = None,
 ) -> SgxPlatform:
     """Detect SGX on the host described by ``roots`` and ``cpuid``; reads nothing else.
 
     ``cpuid=None`` means "no CPUID source": only ``/proc/cpuinfo`` flags are used (callers that want
     the live CPU pass :func:`cpuid_source_for`). ``aesm_socket`` is checked for existence only;
-    ``None`` skips the check.
+    ``None`` skips the check. The device nodes found are checked against this process's ids
+    (``<proc>/self/status``) and, given ``helper`` (the quote helper's ids, e.g. from
+    :func:`~confnode.platform.hostids.socket_peer`), against the helper's.
     """
     roots = roots or HostRoots()
     notes: list[Finding] = []
@@ -264,6 +269,11 @@ def detect(
     aesm_path = str(aesm_socket) if aesm_socket is not None else None
     aesm_found = aesm_path if aesm_path is not None and os.path.exists(aesm_path) else None
 
+    devices = enclave_devices + provision_devices
+    own = process_identity(roots)
+    own_access = device_access(roots, own, devices) if own is not None else ()
+    helper_access = device_access(roots, helper, devices) if helper is not None else ()
+
     launch_ok = cpu.flc is not False or driver is DriverFlavour.LEGACY_ISGX
     can_run = (
         bool(enclave_devices)
@@ -290,6 +300,9 @@ def detect(
         aesm_path=aesm_path,
         aesm_found=aesm_found,
         can_run=can_run,
+        own_access=own_access,
+        helper=helper,
+        helper_access=helper_access,
     )
     return SgxPlatform(
         cpu=cpu,

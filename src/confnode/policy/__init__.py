@@ -1,8 +1,8 @@
 """Attestation and release policies.
 
-* MAA's claim-rule language (``version=1.0;`` / ``1.1``): :func:`parse_policy` builds a syntax tree
-  (errors carry line and column), :func:`evaluate_policy` runs it over the incoming claims and
-  returns the decision, the issued claims and a rule-by-rule trace.
+* MAA's claim-rule language (``version=1.0;`` / ``1.1`` / ``1.2``): :func:`parse_policy` builds a
+  syntax tree (errors carry line and column), :func:`evaluate_policy` runs it over the incoming
+  claims and returns the decision, the issued claims and a rule-by-rule trace.
 * Azure Key Vault release policies (JSON): :func:`parse_release_policy` and
   :func:`evaluate_release_policy`.
 
@@ -15,10 +15,14 @@ from confnode.policy._ast import ClaimValue, Policy, Rule
 from confnode.policy._default import (
     DEFAULT_DENIED_TCB_STATUSES,
     DEFAULT_SGX_POLICY,
+    LEGACY_INCOMING_CLAIMS,
+    SGX_CLAIM_TYPES,
     policy_hash,
 )
 from confnode.policy._errors import PolicyDenied, PolicyParseError, PolicyTooComplex
 from confnode.policy._evaluate import (
+    MAX_PRODUCED,
+    MAX_PRODUCED_BYTES,
     POLICY_ISSUER,
     SERVICE_ISSUER,
     Claim,
@@ -38,8 +42,12 @@ from confnode.policy._release import (
 __all__ = [
     "DEFAULT_DENIED_TCB_STATUSES",
     "DEFAULT_SGX_POLICY",
+    "LEGACY_INCOMING_CLAIMS",
+    "MAX_PRODUCED",
+    "MAX_PRODUCED_BYTES",
     "POLICY_ISSUER",
     "SERVICE_ISSUER",
+    "SGX_CLAIM_TYPES",
     "SUPPORTED_VERSIONS",
     "Claim",
     "ClaimValue",

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Mapping
+
+from confnode.policy._ast import ClaimValue
 
 #: TCB statuses the default policy denies. Intel marks them as needing a platform update (BIOS /
 #: microcode); every other status that survives quote verification (UpToDate, SWHardeningNeeded,
@@ -31,6 +34,51 @@ issuancerules
     c:[type=="x-ms-attestation-type"] => issue(type="tee", value=c.value);
 };
 """
+
+
+#: Deprecated incoming claim names MAA still accepts in policies, and the claim each stands for.
+LEGACY_INCOMING_CLAIMS: Mapping[str, str] = {
+    "$is-debuggable": "x-ms-sgx-is-debuggable",
+    "$sgx-mrsigner": "x-ms-sgx-mrsigner",
+    "$sgx-mrenclave": "x-ms-sgx-mrenclave",
+    "$product-id": "x-ms-sgx-product-id",
+    "$svn": "x-ms-sgx-svn",
+    "$tee": "x-ms-attestation-type",
+    "tee": "x-ms-attestation-type",
+    "ver": "x-ms-ver",
+    "maa-ehd": "x-ms-sgx-ehd",
+    "aas-ehd": "x-ms-sgx-ehd",
+}
+
+_SGX_TYPES: dict[str, type[ClaimValue]] = {
+    "x-ms-ver": str,
+    "x-ms-attestation-type": str,
+    "x-ms-sgx-is-debuggable": bool,
+    "x-ms-sgx-product-id": int,
+    "x-ms-sgx-mrsigner": str,
+    "x-ms-sgx-mrenclave": str,
+    "x-ms-sgx-svn": int,
+    "x-ms-sgx-ehd": str,
+    "x-ms-sgx-report-data": str,
+    "x-ms-sgx-config-id": str,
+    "x-ms-sgx-config-svn": int,
+    "x-ms-sgx-isv-extended-product-id": str,
+    "x-ms-sgx-isv-family-id": str,
+    "x-confnode-tcb-status": str,
+    "x-confnode-advisory-ids": str,
+    "x-confnode-collateral-expired": bool,
+    "x-confnode-simulated": bool,
+    "x-confnode-tcb-date": str,
+    "x-confnode-fmspc": str,
+}
+#: The value type of every claim the service puts in the incoming set of an SGX attestation
+#: (deprecated names included). :func:`~confnode.policy.parse_policy` checks conditions on these
+#: claims against it, so that ``value=="true"`` on a Boolean claim, a claim name in the wrong case
+#: or ``<`` on a string is an error instead of a condition that silently never holds.
+SGX_CLAIM_TYPES: Mapping[str, type[ClaimValue]] = {
+    **_SGX_TYPES,
+    **{alias: _SGX_TYPES[name] for alias, name in LEGACY_INCOMING_CLAIMS.items()},
+}
 
 
 def b64url(data: bytes) -> str:

@@ -5,9 +5,14 @@ Semantics (MAA's, made explicit):
 * A condition is true when at least one claim satisfies all of its predicates; ``![...]`` is true
   when none does. ``c:[...]`` binds each satisfying claim in turn, so a rule fires once per
   combination of bound claims (capped at :data:`MAX_FIRINGS`). One evaluation makes at most
-  :data:`MAX_STEPS` claim comparisons; a policy needing more raises :class:`PolicyTooComplex`.
+  :data:`MAX_STEPS` claim comparisons and produces (adds or issues) at most
+  :data:`MAX_PRODUCED` claims of :data:`MAX_PRODUCED_BYTES` in all; a policy needing more raises
+  :class:`PolicyTooComplex`. What a policy produces ends up in a token and a trace, so this bounds
+  the output (and the work of deduplicating it), not only the comparisons.
 * Comparisons are type-strict: a string never equals an integer, a boolean is not an integer, and
-  ``< <= > >=`` hold only between integers. A comparison across types is false.
+  ``< <= > >=`` hold only between integers. A comparison across types is false. The parser refuses
+  such slips on the service's own claims; for other claims, a rule that did not match says in its
+  trace when the failed condition compared across types or named a claim type in the wrong case.
 * Configuration rules run first, then authorization rules, then issuance rules. Claims added with
   ``add``/``issue``/``issueproperty`` join the incoming set for the rules that follow.
 * Authorization: a ``deny()`` that fires ends evaluation with a denial; otherwise the request is
@@ -45,6 +50,10 @@ MAX_FIRINGS = 256
 #: Upper bound on predicate checks in one evaluation. Bindings multiply (``a:[] && b:[] && ...``
 #: over N claims is N^k combinations), so without it one draft policy stalls a worker.
 MAX_STEPS = 100_000
+#: Upper bound on the claims one evaluation adds or issues, and on their total size (claim type
+#: plus value, in characters).
+MAX_PRODUCED = 1024
+MAX_PRODUCED_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,14 +106,18 @@ class Evaluation:
     def issued_json(self) -> dict[str, Any]:
         """Issued claims as JSON token claims; a type issued with several values becomes a list."""
         out: dict[str, Any] = {}
+        seen: set[tuple[str, type, ClaimValue]] = set()
         for claim in self.issued:
+            key = (claim.type, _kind(claim.value), claim.value)
+            if key in seen:
+                continue
+            seen.add(key)
             if claim.type not in out:
                 out[claim.type] = claim.value
                 continue
             current = out[claim.type]
             values = current if isinstance(current, list) else [current]
-            if not any(_same(v, claim.value) for v in values):
-                values.append(claim.value)
+            values.append(claim.value)
             out[claim.type] = values
         return out
 
@@ -123,12 +136,27 @@ def claims_from_mapping(values: Mapping[str, Any], issuer: str = SERVICE_ISSUER)
 
 
 class _Budget:
-    """Counts predicate checks; raises :class:`PolicyTooComplex` past :data:`MAX_STEPS`."""
+    """Counts predicate checks and produced claims; raises :class:`PolicyTooComplex` past
+    :data:`MAX_STEPS`, :data:`MAX_PRODUCED` or :data:`MAX_PRODUCED_BYTES`."""
 
-    __slots__ = ("left",)
+    __slots__ = ("bytes_left", "claims_left", "left")
 
     def __init__(self) -> None:
         self.left = MAX_STEPS
+        self.claims_left = MAX_PRODUCED
+        self.bytes_left = MAX_PRODUCED_BYTES
+
+    def produce(self, rule: Rule, claim: Claim) -> None:
+        self.claims_left -= 1
+        value = claim.value
+        self.bytes_left -= len(claim.type) + (len(value) if isinstance(value, str) else 8)
+        if self.claims_left < 0 or self.bytes_left < 0:
+            raise PolicyTooComplex(
+                f"the policy produces more than {MAX_PRODUCED} claims or "
+                f"{MAX_PRODUCED_BYTES} characters of claims; expected fewer issued/added claims",
+                line=rule.line,
+                column=rule.column,
+            )
 
     def spend(self, rule: Rule, cost: int) -> None:
         self.left -= cost
@@ -212,15 +240,22 @@ def _run(
         failed = rule.conditions[reached[0]] if reached[0] < len(rule.conditions) else None
         why = f"condition {reached[0] + 1} {failed.text} " if failed else ""
         effect = f"not matched: {why}was not satisfied".replace("  ", " ")
+        slip = _slip(rule, failed, incoming, budget) if failed else None
+        if slip:
+            effect += f" (warning: {slip})"
         return RuleTrace(section, index, rule.line, text, False, effect), False
 
     action = rule.action
     if action.verb in ("permit", "deny"):
         return RuleTrace(section, index, rule.line, text, True, f"{action.verb}()"), True
     produced: list[Claim] = []
+    seen: set[tuple[str, type, ClaimValue]] = set()
     for env in firings:
         claim = _produce(action, env)
-        if claim not in produced:
+        key = (claim.type, _kind(claim.value), claim.value)  # True and 1 are different claims
+        if key not in seen:
+            seen.add(key)
+            budget.produce(rule, claim)
             produced.append(claim)
     for claim in produced:
         incoming.append(claim)
@@ -230,6 +265,33 @@ def _run(
             properties.append(claim)
     listed = ", ".join(f"{c.type}={_render(c.value)}" for c in produced)
     return RuleTrace(section, index, rule.line, text, True, f"{action.verb} {listed}"), True
+
+
+def _slip(rule: Rule, condition: Condition, claims: _ClaimSet, budget: _Budget) -> str | None:
+    """Why ``condition`` may have failed by a slip rather than on the evidence: its claim type
+    exists only in another case, or its value constant has another type than every such claim."""
+    name = condition.claim_type
+    if name is None:
+        return None
+    present = claims.by_type.get(name)
+    if not present:
+        budget.spend(rule, len(claims.by_type))
+        folded = name.casefold()
+        other = next((t for t in claims.by_type if t.casefold() == folded), None)
+        if other is None:
+            return None
+        return f'no claim has type "{name}", but "{other}" exists: claim types are case-sensitive'
+    budget.spend(rule, len(present))
+    kinds = {_kind(c.value) for c in present}
+    for p in condition.predicates:
+        if p.prop == "value" and isinstance(p.operand, Constant):
+            if _kind(p.operand.value) not in kinds:
+                names = " or ".join(sorted(k.__name__ for k in kinds))
+                return (
+                    f"{p.render()} compares {name} claims ({names}) with a "
+                    f"{_kind(p.operand.value).__name__}, which never matches"
+                )
+    return None
 
 
 def _assignments(
@@ -291,10 +353,6 @@ def _produce(action: Action, env: Mapping[str, Claim]) -> Claim:
 
 def _kind(value: ClaimValue) -> type:
     return bool if isinstance(value, bool) else int if isinstance(value, int) else str
-
-
-def _same(a: ClaimValue, b: ClaimValue) -> bool:
-    return _kind(a) is _kind(b) and a == b
 
 
 def _compare(actual: ClaimValue, op: Operator, expected: ClaimValue) -> bool:

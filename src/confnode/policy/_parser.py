@@ -1,8 +1,8 @@
-"""Recursive-descent parser for MAA's claim-rule language (policy versions 1.0 and 1.1).
+"""Recursive-descent parser for MAA's claim-rule language (policy versions 1.0, 1.1 and 1.2).
 
 Grammar (``[x]`` optional, ``x*`` repeated)::
 
-    policy     := "version" "=" NUMBER ";" section* EOF
+    policy     := "version" "=" NUMBER ";" section* EOF   (authorizationrules required)
     section    := SECTION "{" rule* "}" [";"]
     rule       := [condition ("&&" condition)*] "=>" action [";"]
     condition  := ["!"] [IDENT ":"] "[" [predicate ("," predicate)*] "]"
@@ -15,15 +15,23 @@ Grammar (``[x]`` optional, ``x*`` repeated)::
 Semantic checks done here, so that evaluation never meets a malformed tree: sections appear once,
 in order (configuration, authorization, issuance); actions are legal in their section; a claim
 reference names a binding made earlier in the same rule; ordering operators only compare values.
+
+Conditions that could never hold are errors, not silently false (in a ``deny()`` rule that would
+fail open): a condition on a claim type of ``claim_types`` (by default the SGX incoming claims)
+must compare its value with a constant of that claim's type (``value==true``, not ``"true"``),
+order only integers, and spell the claim type in its exact case; an ``issuer`` must be one of
+MAA's three, exactly spelled. Version 1.2's functions (``JmesPath`` …) are refused by name.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NoReturn, cast
 
 from confnode.policy._ast import (
     Action,
     ClaimRef,
+    ClaimValue,
     Condition,
     Constant,
     Expr,
@@ -35,10 +43,16 @@ from confnode.policy._ast import (
     SectionName,
     Verb,
 )
+from confnode.policy._default import SGX_CLAIM_TYPES
 from confnode.policy._errors import PolicyParseError
+from confnode.policy._evaluate import POLICY_ISSUER, SERVICE_ISSUER, _kind
 from confnode.policy._lexer import Kind, Token, tokenize
 
-SUPPORTED_VERSIONS = ("1.0", "1.1")
+SUPPORTED_VERSIONS = ("1.0", "1.1", "1.2")
+#: The claim issuers MAA defines (``CustomClaim`` is the default for client-supplied claims).
+ISSUERS = (SERVICE_ISSUER, POLICY_ISSUER, "CustomClaim")
+#: Policy version 1.2 functions (TPM event-log queries); not implemented.
+_FUNCTIONS = ("jmespath", "jsontoclaimvalue", "containsonlyvalue", "appendstring")
 _SECTIONS: tuple[SectionName, ...] = ("configurationrules", "authorizationrules", "issuancerules")
 _PROPS = ("type", "value", "issuer")
 _OPS = ("==", "!=", "<", "<=", ">", ">=")
@@ -55,21 +69,34 @@ MAX_CONDITIONS = 16
 _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
 
 
-def parse_policy(text: str) -> Policy:
-    """Parse policy text into a :class:`Policy`; raise :class:`PolicyParseError` with line:col."""
+def parse_policy(
+    text: str, *, claim_types: Mapping[str, type[ClaimValue]] = SGX_CLAIM_TYPES
+) -> Policy:
+    """Parse policy text into a :class:`Policy`; raise :class:`PolicyParseError` with line:col.
+
+    ``claim_types`` gives the value type of the claims the service provides; conditions on them
+    are checked against it (see the module docstring).
+    """
     if len(text) > MAX_POLICY_CHARS:
         raise PolicyParseError(
             f"policy is {len(text)} characters long, the limit is {MAX_POLICY_CHARS}"
         )
-    return _Parser(tokenize(text), text).policy()
+    return _Parser(tokenize(text), text, claim_types).policy()
+
+
+_TYPE_NAMES: dict[type, str] = {bool: "a Boolean", int: "an Integer", str: "a String"}
 
 
 class _Parser:
-    def __init__(self, tokens: list[Token], text: str) -> None:
+    def __init__(
+        self, tokens: list[Token], text: str, claim_types: Mapping[str, type[ClaimValue]]
+    ) -> None:
         self.tokens = tokens
         self.pos = 0
         self.text = text
         self.rule_count = 0
+        self.claim_types = claim_types
+        self.folded = {name.casefold(): name for name in claim_types}
 
     # -- token helpers ---------------------------------------------------------------------------
 
@@ -132,14 +159,13 @@ class _Parser:
             if name == "configurationrules" and version == "1.0":
                 self.fail("configurationrules needs policy version 1.1 or later", name_tok)
             sections[name] = self.section(name)
-        for required in ("authorizationrules", "issuancerules"):
-            if required not in sections:
-                self.fail(f"expected section {required} before the end of the policy")
+        if "authorizationrules" not in sections:  # issuancerules are optional, as in MAA
+            self.fail("expected section authorizationrules before the end of the policy")
         return Policy(
             version=version,
             configuration_rules=sections.get("configurationrules", ()),
             authorization_rules=sections["authorizationrules"],
-            issuance_rules=sections["issuancerules"],
+            issuance_rules=sections.get("issuancerules", ()),
             text=self.text,
         )
 
@@ -207,7 +233,52 @@ class _Parser:
                     continue
                 break
         self.expect_punct("]", "to close the condition")
-        return Condition(binding, tuple(predicates), negated, start.line, start.column)
+        condition = Condition(binding, tuple(predicates), negated, start.line, start.column)
+        self.check_condition(condition)
+        return condition
+
+    def check_condition(self, condition: Condition) -> None:
+        """Refuse a condition that could never hold because of a type, case or issuer slip."""
+        for p in condition.predicates:
+            if p.prop == "issuer" and isinstance(p.operand, Constant):
+                issuer = p.operand.value
+                if issuer not in ISSUERS:
+                    raise PolicyParseError(
+                        f"issuer {issuer!r} is not one of {', '.join(ISSUERS)} (exact spelling)",
+                        line=p.operand.line,
+                        column=p.operand.column,
+                    )
+        name = condition.claim_type
+        if name is None:
+            return
+        known = self.claim_types.get(name)
+        if known is None:
+            same = self.folded.get(name.casefold())
+            if same is not None:
+                raise PolicyParseError(
+                    f'claim type "{name}" differs from "{same}" only in case; claim types are '
+                    f'case-sensitive, so this condition would never hold (write "{same}")',
+                    line=condition.line,
+                    column=condition.column,
+                )
+            return
+        for p in condition.predicates:
+            if p.prop != "value" or not isinstance(p.operand, Constant):
+                continue
+            kind = _kind(p.operand.value)
+            at = {"line": p.operand.line, "column": p.operand.column}
+            if kind is not known:
+                raise PolicyParseError(
+                    f"{name} is {_TYPE_NAMES[known]} claim, but {p.render()} compares it with "
+                    f"{_TYPE_NAMES[kind]}, which never matches; compare it with "
+                    f"{_TYPE_NAMES[known]} constant",
+                    **at,
+                )
+            if p.op not in ("==", "!=") and known is not int:
+                raise PolicyParseError(
+                    f"{p.op} compares integers, but {name} is {_TYPE_NAMES[known]} claim",
+                    **at,
+                )
 
     def predicate(self, bound: set[str]) -> Predicate:
         prop_tok = self.expect_ident("(a claim property)", *_PROPS)
@@ -245,6 +316,12 @@ class _Parser:
             low = tok.text.lower()
             if low in ("true", "false") and not self.is_punct("."):
                 return Constant(low == "true", tok.line, tok.column)
+            if low in _FUNCTIONS and self.is_punct("("):
+                self.fail(
+                    f"function {tok.text}() (policy version 1.2) is not supported by this "
+                    "service; SGX evidence has no event log to query",
+                    tok,
+                )
             if tok.text not in bound:
                 self.fail(f"{tok.text!r} is not a name bound earlier in this rule", tok)
             self.expect_punct(".", f"after {tok.text!r} (e.g. {tok.text}.value)")

@@ -12,13 +12,19 @@ Shape::
 
 The older preview form ``{"claim": ..., "condition": "equals", "value": ...}`` is accepted too.
 Claim paths use dots to descend into objects (a claim whose own name contains the whole path is
-tried first). ``equals`` compares a string policy value with a boolean or integer claim through
-the claim's JSON spelling (``"false"``, ``"3"``), because published policies write it both ways.
+tried first). ``equals`` and ``notEquals`` compare a string policy value with a Boolean claim as a
+Boolean (``"false"``, ``"True"``: case-insensitive, as .NET's ``bool.Parse``) and with a numeric
+claim as a number (``"3"``), because published policies write values both ways. Values that cannot
+be compared that way (``"yes"`` with a Boolean, ``"abc"`` with a number, an object, ``null``)
+satisfy neither ``equals`` nor ``notEquals``: ``notEquals "True"`` used to hold for a claim that is
+``true`` (its spelling is ``true``), i.e. it failed open.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -28,6 +34,8 @@ from confnode.policy._errors import PolicyParseError
 Combinator = Literal["anyOf", "allOf"]
 _OPS = ("equals", "notEquals", "less", "lessOrEquals", "greater", "greaterOrEquals", "exists")
 _MISSING = object()
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_JSON_INTEGER = re.compile(r"-?(?:0|[1-9][0-9]*)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,9 +185,9 @@ def _check(cond: ReleaseCondition, claims: Mapping[str, Any]) -> bool:
     if actual is _MISSING:
         return False
     if cond.op == "equals":
-        return _equal(actual, cond.value)
+        return _equal(actual, cond.value) is True
     if cond.op == "notEquals":
-        return not _equal(actual, cond.value)
+        return _equal(actual, cond.value) is False  # None: incomparable, so not "not equal"
     a, b = _number(actual), _number(cond.value)
     if a is None or b is None:
         return False
@@ -192,29 +200,36 @@ def _check(cond: ReleaseCondition, claims: Mapping[str, Any]) -> bool:
     return a >= b
 
 
-def _spelling(value: Any) -> str:
-    return json.dumps(value) if isinstance(value, bool | int | float) else str(value)
+def _boolean(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return {"true": True, "false": False}.get(value.lower())
+    return None
 
 
-def _equal(actual: Any, expected: Any) -> bool:
-    if isinstance(actual, dict | list):
-        return False
-    if isinstance(actual, str) != isinstance(expected, str):
-        return _spelling(actual) == _spelling(expected)
-    if isinstance(actual, bool) != isinstance(expected, bool):
-        return False
-    return bool(actual == expected)
+def _equal(actual: Any, expected: Any) -> bool | None:
+    """Whether the claim equals the policy value; None when they cannot be compared."""
+    if isinstance(actual, bool) or isinstance(expected, bool):
+        a, b = _boolean(actual), _boolean(expected)
+        return None if a is None or b is None else a == b
+    if isinstance(actual, str) and isinstance(expected, str):
+        return actual == expected
+    x, y = _number(actual), _number(expected)
+    return None if x is None or y is None else x == y
 
 
 def _number(value: Any) -> int | float | None:
-    """A comparable number; ints stay ints (float() overflows past 1e308, comparisons do not)."""
+    """A comparable number: a JSON number, or a string spelling one exactly; ints stay ints
+    (float() overflows past 1e308, comparisons do not). Anything else (``"1_000"``, ``"nan"``,
+    ``null``, an object) is None."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
         return value
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
+    if isinstance(value, str) and _JSON_NUMBER.fullmatch(value):
+        if _JSON_INTEGER.fullmatch(value) and len(value) <= 4000:
+            return int(value)
+        number = float(value)
+        return number if math.isfinite(number) else None
     return None

@@ -122,6 +122,28 @@ class QuoteHelperServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._inode: tuple[int, int] | None = None
         self._stopping = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- health (the kubelet's probes, via confnode.metrics.on_loop) ----------------------------
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop the server runs on once started, for checks from the metrics thread."""
+        return self._loop
+
+    def readiness(self) -> str | None:
+        """``None`` while clients can reach the helper: accepting on the socket file it bound
+        (one deleted or replaced by another process leaves every client without quotes)."""
+        if self._server is None or not self._server.is_serving():
+            return "not serving (the backend is warming up, or the helper is stopping)"
+        path = self.config.socket_path
+        try:
+            st = path.lstat()
+        except OSError:
+            return f"{path} is gone: clients cannot connect"
+        if (st.st_dev, st.st_ino) != self._inode:
+            return f"{path} is no longer the socket this helper bound"
+        return None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -141,6 +163,7 @@ class QuoteHelperServer:
         self._server = await asyncio.start_unix_server(
             self._on_connection, sock=sock, backlog=self.config.backlog
         )
+        self._loop = loop
         log.info(
             "quote helper serving %s (backend %s)",
             self.config.socket_path,

@@ -10,7 +10,6 @@ from __future__ import annotations
 from confnode.sim.enclave import SimCpu, SimEnclave, SimEnclaveIdentity
 from confnode.sim.platform import (
     DEFAULT_FMSPC,
-    DEFAULT_SEED,
     SIM_QE_MRSIGNER,
     SimConfig,
     SimPcsResponses,
@@ -30,7 +29,6 @@ __all__ = [
     "AESM_INVALID_REPORT",
     "AESM_PARAMETER_ERROR",
     "DEFAULT_FMSPC",
-    "DEFAULT_SEED",
     "PLATFORM_STATUSES",
     "SIM_QE_MRSIGNER",
     "TCB_LEVELS",

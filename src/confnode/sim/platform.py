@@ -4,6 +4,11 @@ A platform is fully determined by a small config (seed, TCB status, CA type, FMS
 revocation flag, epoch). Keys, certificates and the config are written to a state directory so
 a node keeps its identity across restarts; loading reads them back instead of re-deriving, so a
 stored platform stays the same platform even if derivation rules change.
+
+The seed is the platform's only secret: whoever knows it can derive the simulated root and PCK
+keys and forge quotes for any enclave. Unless one is given explicitly (tests, demos, or a secret
+shared by the simulated nodes of one cluster), it is 32 random bytes, kept only in the state
+directory's ``config.json`` (mode 0600, created exclusively).
 """
 
 from __future__ import annotations
@@ -51,8 +56,10 @@ from confnode.sim.tcb import (
     tcb_info_body,
     wrap_signed,
 )
+from confnode.tokens import write_file_atomically
 
-DEFAULT_SEED = "confnode-sim"
+#: Bytes of a random seed.
+SEED_BYTES = 32
 #: FMSPC of the simulated platform family ("SIM" + zeros): never a real Intel FMSPC.
 DEFAULT_FMSPC = "53494D000000"
 DEFAULT_EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
@@ -75,7 +82,7 @@ _CERTS = ("root-ca", "processor-ca", "platform-ca", "tcb-signing", "pck")
 class SimConfig:
     """Everything that defines a simulated platform (persisted as ``config.json``)."""
 
-    seed: str = DEFAULT_SEED.encode().hex()  # hex of the seed bytes
+    seed: str = field(default_factory=lambda: os.urandom(SEED_BYTES).hex())  # hex, secret
     tcb: str = "UpToDate"
     ca: CaType = "processor"
     fmspc: str = DEFAULT_FMSPC
@@ -415,8 +422,14 @@ class SimPlatform:
             _write(root / "certs" / "root-ca.der", self.root_certificate(), 0o644)
             _write(root / "certs" / "pck-chain.pem", self._pck_chain_pem.encode(), 0o644)
             # The config holds the seed (a secret) and goes last: its presence marks a complete
-            # state directory.
-            _write(root / _CONFIG_FILE, self._config.to_json().encode(), 0o600)
+            # state directory. It is never replaced: a second writer must not swap the seed
+            # (and so every key) of a platform that is already in use.
+            _write(root / _CONFIG_FILE, self._config.to_json().encode(), 0o600, exclusive=True)
+        except FileExistsError as exc:
+            raise InvalidInput(
+                f"{root} already holds a simulated platform; refusing to overwrite its seed",
+                hint="open it with SimPlatform(state_dir) or use another directory",
+            ) from exc
         except OSError as exc:
             raise InfrastructureError(f"cannot write simulated platform state: {exc}") from exc
 
@@ -617,9 +630,23 @@ class SimPlatform:
         )
 
 
-def _write(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+def _write(path: Path, data: bytes, mode: int, *, exclusive: bool = False) -> None:
+    """Write through a temp file created with O_EXCL|O_NOFOLLOW (never a planted file or link).
+
+    ``exclusive``: publish with ``link`` instead of ``rename``, which fails (FileExistsError)
+    rather than replace an existing ``path``.
+    """
+    if not exclusive:
+        write_file_atomically(path, data, mode)
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

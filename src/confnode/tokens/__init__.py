@@ -30,6 +30,7 @@ from confnode.tokens._keys import (
     kid_of,
     public_jwk_of,
     self_signed_certificate,
+    write_file_atomically,
 )
 
 __all__ = [
@@ -52,4 +53,5 @@ __all__ = [
     "validate_token",
     "wrap_algorithm",
     "wrap_for_enclave",
+    "write_file_atomically",
 ]

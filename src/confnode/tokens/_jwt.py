@@ -15,7 +15,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from joserfc.jws import JWSRegistry
 
-from confnode.errors import VerificationError
+from confnode.errors import InvalidInput, VerificationError
 from confnode.tokens._keys import KeyRing
 
 #: The only algorithm our tokens use and the only one validation accepts.
@@ -32,6 +32,19 @@ def _registry() -> JWSRegistry:
 
 
 _REGISTRY = _registry()
+
+
+class _StandardJson(json.JSONEncoder):
+    """Refuses NaN and Infinity (not JSON, RFC 8259 §6), which ``json`` emits by default."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs["allow_nan"] = False
+        super().__init__(**kwargs)
+
+
+def _not_standard_json(error: ValueError) -> InvalidInput:
+    # Inputs are checked on arrival; reaching this means a claim slipped past that check.
+    return InvalidInput(f"token claims are not standard JSON, refusing to sign them: {error}")
 
 
 class TokenValidationError(VerificationError):
@@ -73,16 +86,23 @@ class TokenIssuer:
             "typ": "JWT",
         }
         body = {**claims, **self.registered_claims(now)}
-        return jwt.encode(header, body, key.jwk, registry=_REGISTRY)
+        try:  # a lone surrogate fails UTF-8 encoding, NaN/Infinity the encoder
+            return jwt.encode(header, body, key.jwk, registry=_REGISTRY, encoder_cls=_StandardJson)
+        except ValueError as error:
+            raise _not_standard_json(error) from error
 
     def unsigned(self, claims: Mapping[str, Any], now: datetime) -> str:
         """An unsecured JWT (``alg: none``), as MAA returns for draft-policy attestation."""
         body = {**claims, **self.registered_claims(now)}
-        return ".".join((_b64url_json({"alg": "none", "typ": "JWT"}), _b64url_json(body), ""))
+        try:
+            encoded = _b64url_json(body)
+        except ValueError as error:
+            raise _not_standard_json(error) from error
+        return ".".join((_b64url_json({"alg": "none", "typ": "JWT"}), encoded, ""))
 
 
 def _b64url_json(obj: Any) -> str:
-    raw = json.dumps(obj, separators=(",", ":")).encode()
+    raw = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
@@ -102,14 +122,15 @@ def validate_token(
     token: str,
     jwks: Mapping[str, Any],
     *,
-    issuer: str,
+    issuer: str | tuple[str, ...],
     now: datetime,
     leeway: timedelta = timedelta(seconds=60),
 ) -> dict[str, Any]:
     """Verify an attestation token against a JWKS and return its claims.
 
     The algorithm is pinned to RS256 before any key is looked at, so ``alg: none`` and HMAC
-    tokens (e.g. HS256 "signed" with the public key) are rejected outright.
+    tokens (e.g. HS256 "signed" with the public key) are rejected outright. ``issuer`` is the
+    expected ``iss``, or a tuple of acceptable ones.
     """
     if token.count(".") != 2:
         raise TokenValidationError(
@@ -121,6 +142,11 @@ def validate_token(
         raise TokenValidationError(
             f"token algorithm is {alg!r}, only {TOKEN_ALGORITHM} is accepted"
         )
+    if "crit" in header:
+        # RFC 7515 §4.1.11: extensions listed as critical must be understood; we know none.
+        raise TokenValidationError(
+            f"token header lists critical extensions {header['crit']!r}; none are supported"
+        )
     kid = header.get("kid")
     known = [k for k in jwks.get("keys", []) if isinstance(k, dict) and k.get("kid") == kid]
     if not known:
@@ -131,8 +157,10 @@ def validate_token(
     except (JoseError, ValueError, RecursionError) as error:
         raise TokenValidationError(f"token signature does not verify: {error}") from error
     claims = decoded.claims
-    if claims.get("iss") != issuer:
-        raise TokenValidationError(f"token issuer is {claims.get('iss')!r}, expected {issuer!r}")
+    accepted = (issuer,) if isinstance(issuer, str) else issuer
+    if claims.get("iss") not in accepted:
+        expected = " or ".join(repr(i) for i in accepted)
+        raise TokenValidationError(f"token issuer is {claims.get('iss')!r}, expected {expected}")
     stamp = now.timestamp()
     slack = leeway.total_seconds()
     for name in ("exp", "nbf", "iat"):

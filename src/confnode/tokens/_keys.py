@@ -185,11 +185,7 @@ class KeyDirectory:
     def _write(self, name: str, data: bytes, mode: int) -> None:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            tmp = self.path / f".{name}.tmp"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            tmp.replace(self.path / name)
+            write_file_atomically(self.path / name, data, mode)
         except OSError as error:
             raise InfrastructureError(
                 f"cannot write {name} in signing-key directory {self.path}: {error}",
@@ -217,6 +213,28 @@ class KeyDirectory:
                 raise InvalidInput(f"cannot read retired signing key {entry}: {error}") from error
             out.append(RetiredKey(cert, when if when.tzinfo else when.replace(tzinfo=UTC)))
         return tuple(out)
+
+
+def write_file_atomically(path: Path, data: bytes, mode: int) -> None:
+    """Write ``path`` through a new temporary file renamed into place.
+
+    The temporary file is created with ``O_EXCL | O_NOFOLLOW`` and ``mode``: a file or symlink
+    planted under its name is removed first rather than reused (a reused file would keep its old,
+    perhaps world-readable, mode; a symlink would redirect the private key elsewhere), and if one
+    reappears in between, creation fails instead of following it. Raises ``OSError``.
+    """
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _read_cert(path: Path) -> x509.Certificate:

@@ -48,7 +48,8 @@ class PreparedCollateral:
 
     tcb_info: TcbInfo
     qe_identity: EnclaveIdentity
-    #: TCB levels sorted as QVL does: descending by SGX component SVNs, then PCESVN.
+    #: TCB levels sorted as QVL does: descending by SGX component SVNs, then PCESVN (then TDX
+    #: component SVNs, for TDX TCB Info only).
     tcb_levels: tuple[TcbLevel, ...]
     qe_tcb_levels: tuple[QeTcbLevel, ...]
     #: Serials revoked by the Root CA CRL (intermediate CAs); ``None`` when not supplied.
@@ -156,11 +157,35 @@ def _crl_signed_by(
     return issuer
 
 
+def _check_profile(crl: x509.CertificateRevocationList, what: str) -> datetime:
+    """Intel's CRL profile (QVL ``CrlStore``): nextUpdate, CRL Number and Authority Key
+    Identifier are all required. A CRL without nextUpdate would never expire. Returns
+    nextUpdate."""
+    next_update = crl.next_update_utc
+    if next_update is None:
+        raise CrlInvalid(f"{what}: no nextUpdate; expected one (a CRL must expire)")
+    for extension, label in (
+        (x509.CRLNumber, "CRL Number"),
+        (x509.AuthorityKeyIdentifier, "Authority Key Identifier"),
+    ):
+        try:
+            crl.extensions.get_extension_for_class(extension)
+        except x509.ExtensionNotFound:
+            raise CrlInvalid(
+                f"{what}: no {label} extension; expected one (Intel's CRL profile)"
+            ) from None
+        except ValueError as exc:
+            raise CrlInvalid(f"{what}: extensions unreadable ({exc})") from None
+    return next_update
+
+
 def _revoked(crl: x509.CertificateRevocationList) -> frozenset[int]:
     return frozenset(entry.serial_number for entry in crl)
 
 
 def _level_key(level: TcbLevel) -> tuple[tuple[int, ...], int, tuple[int, ...]]:
+    """QVL ``TcbLevel::operator>``: TDX components break ties; only TDX TCB Info has them (the
+    parser rejects them in SGX TCB Info)."""
     return (level.sgx_components, level.pcesvn, level.tdx_components or ())
 
 
@@ -203,17 +228,17 @@ def _prepare(collateral: Collateral, root_key: bytes) -> PreparedCollateral:
             "the TCB Signing key; expected Intel's signature of exactly these bytes"
         )
 
-    # [15] Versions and ids (the quote's TEE type is checked per quote).
+    # [15] Versions and ids (which TEE they are for is checked per quote, step 17).
     if info.version not in (2, 3):
         raise CollateralVersionUnsupported(f"TCB Info version {info.version}; expected 2 or 3")
     if info.tcb_type != 0:  # QVL 4.1.2.7.4: the component SVN layout is defined for type 0 only
         raise CollateralVersionUnsupported(
             f"TCB Info tcbType {info.tcb_type}; expected 0 (the only type Intel QVL supports)"
         )
-    if identity.version != 2 or identity.id != "QE":
+    if identity.version != 2 or identity.id not in ("QE", "TD_QE"):
         raise CollateralVersionUnsupported(
-            f"QE Identity id {identity.id!r} version {identity.version}; expected 'QE' version 2 "
-            "(the SGX quoting enclave)"
+            f"QE Identity id {identity.id!r} version {identity.version}; expected 'QE' (SGX) or "
+            "'TD_QE' (TDX) version 2"
         )
 
     # [9, 10, 12] CRLs: signatures, issuers, revoked serials.
@@ -234,8 +259,7 @@ def _prepare(collateral: Collateral, root_key: bytes) -> PreparedCollateral:
                     "listed in the Root CA CRL"
                 )
         issues.append((crl.last_update_utc, "Root CA CRL thisUpdate"))
-        if crl.next_update_utc is not None:
-            expirations.append(crl.next_update_utc)
+        expirations.append(_check_profile(crl, "Root CA CRL"))
     pck_revoked: frozenset[int] | None = None
     pck_crl_issuer: bytes | None = None
     pck_crl_issuer_key: bytes | None = None
@@ -262,8 +286,7 @@ def _prepare(collateral: Collateral, root_key: bytes) -> PreparedCollateral:
         pck_crl_issuer_key = key_point(issuer_chain.leaf_key)
         expirations.append(issuer_chain.not_after)
         issues.append((crl.last_update_utc, "PCK CRL thisUpdate"))
-        if crl.next_update_utc is not None:
-            expirations.append(crl.next_update_utc)
+        expirations.append(_check_profile(crl, "PCK CRL"))
 
     latest_issue, latest_what = max(issues, key=lambda item: item[0])
     levels = tuple(sorted(info.tcb_levels, key=_level_key, reverse=True))

@@ -7,7 +7,12 @@ found and what was expected.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from confnode.errors import VerificationError
+
+if TYPE_CHECKING:
+    from confnode.verify._result import VerificationResult
 
 __all__ = [
     "CertificationDataUnsupported",
@@ -25,15 +30,19 @@ __all__ = [
     "QeReportSignatureInvalid",
     "QeTcbLevelNotFound",
     "QuoteFormatUnsupported",
+    "QuoteRevoked",
     "QuoteSignatureInvalid",
     "SigningChainInvalid",
     "TcbLevelNotFound",
+    "TdxModuleMismatch",
+    "TdxModuleTcbLevelNotFound",
+    "TdxTcbLevelNotFound",
     "UntrustedRoot",
 ]
 
 
 class QuoteFormatUnsupported(VerificationError):
-    """[1] Quote version, key type, vendor or TEE the verifier does not handle (TDX for now)."""
+    """[1] Quote version, key type, vendor or TEE the verifier does not handle."""
 
     step = "quote-format"
 
@@ -75,7 +84,8 @@ class CrlMissing(VerificationError):
 
 
 class CrlInvalid(VerificationError):
-    """[9, 12] A CRL is not signed by its issuer, or its issuer does not match the chain."""
+    """[9, 12] A CRL is not signed by its issuer, its issuer does not match the chain, or it
+    lacks nextUpdate, CRL Number or Authority Key Identifier (Intel's CRL profile)."""
 
     step = "crl"
 
@@ -106,7 +116,8 @@ class CollateralNotYetValid(VerificationError):
 
 
 class CollateralMismatch(VerificationError):
-    """[17] TCB Info is for another platform (FMSPC / PCE-ID) than the PCK certificate."""
+    """[17] TCB Info is for another TEE, or another platform (FMSPC / PCE-ID) than the PCK
+    certificate."""
 
     step = "tcb-info-mismatch"
     hint = "fetch TCB Info for the FMSPC in the quote's PCK certificate"
@@ -125,7 +136,8 @@ class QeReportDataMismatch(VerificationError):
 
 
 class QeIdentityMismatch(VerificationError):
-    """[20] The quoting enclave is not the one described by the QE Identity."""
+    """[20] The quoting enclave is not the one described by the QE Identity, or the QE Identity
+    is for the other TEE (``QE`` for SGX, ``TD_QE`` for TDX)."""
 
     step = "qe-identity"
 
@@ -147,6 +159,46 @@ class QeTcbLevelNotFound(TcbLevelNotFound):
     """[20] The QE's ISVSVN is below every QE Identity TCB level (QVL: TCB_NOT_SUPPORTED)."""
 
     step = "qe-tcb-level"
+
+
+class TdxModuleMismatch(VerificationError):
+    """[T1] The TD report's TDX module (MRSIGNERSEAM, SEAM attributes, module version) is not
+    one the TDX TCB Info describes (QVL STATUS_TDX_MODULE_MISMATCH)."""
+
+    step = "tdx-module"
+
+
+class TdxTcbLevelNotFound(TcbLevelNotFound):
+    """[T2] No TCB level with the platform's SGX TCB also has TDX component SVNs the TD report's
+    TEE TCB SVN reaches (Intel TCB_NOT_SUPPORTED)."""
+
+    step = "tdx-tcb-level"
+
+
+class TdxModuleTcbLevelNotFound(TcbLevelNotFound):
+    """[T3] The TDX module's ISVSVN is below every level of its module identity
+    (Intel TCB_NOT_SUPPORTED)."""
+
+    step = "tdx-module-tcb-level"
+
+
+class QuoteRevoked(VerificationError):
+    """[25] Genuine evidence, but revoked: a PCK certificate or CA in a CRL, or a revoked TCB
+    level (Intel SGX_QL_QV_RESULT_REVOKED).
+
+    Raised unless the caller passed ``allow_revoked=True``, so that no caller mistakes a revoked
+    quote for a good one; ``result`` is the full verdict (status ``Revoked``) for reporting.
+    """
+
+    step = "revoked"
+    hint = "the platform must be updated or re-provisioned; a revoked platform is never trusted"
+
+    def __init__(self, message: str, result: VerificationResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+    def __reduce__(self) -> tuple[type[QuoteRevoked], tuple[str, VerificationResult]]:
+        return (type(self), (self.message, self.result))  # picklable despite two arguments
 
 
 class CollateralExpired(VerificationError):

@@ -1,16 +1,21 @@
-"""Intel-QVL-equivalent verification of SGX DCAP quotes (v3, ECDSA P-256, PCK chain inside).
+"""Intel-QVL-equivalent verification of DCAP quotes: SGX (v3) and TDX (v4/v5), ECDSA P-256.
 
 The checklist mirrors Intel QVL/QvE (``sgx-dcap.md`` §3; QVL requirement tags in brackets). Each
 step is coded under its number below and fails with its own
 :class:`~confnode.errors.VerificationError` subclass (``.step`` names it). "Expiry" is never a
-failure on its own: it is folded into ``collateral_expired`` (step 24), as QvE does.
+failure on its own: it is folded into ``collateral_expired`` (step 24), as QvE does. Steps
+marked TDX run for TD quotes only (QVL ``QuoteVerifier::verify``, ``TcbLevelCheck``,
+``TdxModuleCheck``, ``TDRelaunchCheck``).
 
 A. Quote structure
-   1. Version 3, ECDSA-P256 attestation key, Intel QE vendor id, TEE type SGX (TDX: not supported
-      yet).                                                                 QuoteFormatUnsupported
-   2. Sizes consistent and consumed exactly: :func:`confnode.sgx.parse_quote` (InvalidQuote).
-   3. Certification data type 5 (PCK chain); type 3 needs the PCK certificate fetched from
-      PCS/PCCS ``/pckcert`` first.                                   CertificationDataUnsupported
+   1. SGX: version 3 with an SGX report body; TDX: TEE type 0x81, version 4/5 with a TD report
+      1.0/1.5 body. ECDSA-P256 attestation key (codec), Intel QE vendor id.
+                                                                    QuoteFormatUnsupported
+   2. Sizes consistent and consumed exactly: :func:`confnode.sgx.parse_quote` (InvalidQuote);
+      v4/v5 certification data must be type 6 (QE report certification data) wrapping the QE
+      report, its signature, QE auth data and the inner certification data.
+   3. (Inner) certification data type 5 (PCK chain); type 3 needs the PCK certificate fetched
+      from PCS/PCCS ``/pckcert`` first.                              CertificationDataUnsupported
 B. PCK chain to the pinned root                               (cached per chain bytes + root key)
    4. PEM chain of exactly 3 certificates.                                        PckChainInvalid
    5. Root: public key == pinned key (Intel's unless ``trusted_root``), CN "SGX Root CA",
@@ -22,39 +27,61 @@ B. PCK chain to the pinned root                               (cached per chain 
    8. SGX extension: FMSPC, PCE-ID, component SVNs, PCESVN, SGX type.          PckExtensionInvalid
 C. CRLs                                            (signatures once per bundle, lookups per quote)
    9. Root CA CRL signed and named by the root, PCK CRL signed and named by its issuer chain's
-      CA, issuer CNs contain "CA"; PCK CRL issuer == PCK leaf issuer and the same CA key
-      [4.1.2.4.6]. A missing CRL fails unless ``insecure_skip_crl`` (then
-      ``crl_checked=False``); a supplied CRL is always checked.          CrlInvalid / CrlMissing
+      CA, issuer CNs contain "CA", both with nextUpdate, CRL Number and Authority Key Identifier
+      (QVL ``CrlStore``); PCK CRL issuer == PCK leaf issuer and the same CA key [4.1.2.4.6]. A
+      missing CRL fails unless ``insecure_skip_crl`` (then ``crl_checked=False``); a supplied
+      CRL is always checked.                                          CrlInvalid / CrlMissing
   10. Revocation: PCK leaf in the PCK CRL, intermediate or TCB Signing certificate in the Root
-      CA CRL → status ``Revoked`` (a verdict, see :class:`VerifiedQuote`).
+      CA CRL → status ``Revoked`` (step 25).
   11. CRL nextUpdate → earliest expiration (non-fatal, step 24).
   12. PCK CRL issuer chain: exactly 2 (CA, root), verified as in 5–6.              CrlInvalid
 D. TCB Info and QE Identity                                                   (once per bundle)
   13. Issuer chains: exactly 2, leaf CN "SGX TCB Signing", signed by the pinned root.
                                                                              SigningChainInvalid
   14. Signatures over the exact signed bytes.                         CollateralSignatureInvalid
-  15. TCB Info version 2/3 with id SGX and tcbType 0; QE Identity "QE" version 2.
+  15. TCB Info version 2/3 with tcbType 0; QE Identity "QE" or "TD_QE" version 2.
                                                                     CollateralVersionUnsupported
   16. issueDate / thisUpdate after ``at`` → rejected (QVL accepts; dcap-qvl and oasis reject:
       either the clock or the collateral is wrong). nextUpdate → step 24.  CollateralNotYetValid
 E. Quote-internal checks (QVL ``QuoteVerifier::verify`` order)
-  17. PCK FMSPC and PCE-ID == TCB Info fmspc / pceId [4.1.2.4.10].             CollateralMismatch
+  17. TCB Info for the quote's TEE (SGX: id "SGX"; TDX: version 3, id "TDX") [4.1.2.4.9]; PCK
+      FMSPC and PCE-ID == TCB Info fmspc / pceId [4.1.2.4.10].               CollateralMismatch
+  T1. TDX: the TDX module. ``tee_tcb_svn[1]`` (module major version) > 0 selects
+      ``tdxModuleIdentities`` entry ``TDX_<version, 2 hex digits>`` (none → mismatch), else
+      ``tdxModule``; MRSIGNERSEAM == its mrsigner, SEAMATTRIBUTES all zero and == its attributes
+      (QVL compares unmasked) [4.1.2.4.11].                                   TdxModuleMismatch
   18. QE report signed by the PCK key [4.1.2.4.12].                     QeReportSignatureInvalid
   19. QE report_data == SHA-256(attestation key ‖ QE auth data) ‖ 32 zero bytes [4.1.2.4.13;
       the zero tail is stricter than QVL].                                   QeReportDataMismatch
-  20. QE report vs QE Identity: miscselect (little-endian uint32) and attributes under their
-      masks, MRSIGNER, ISVPRODID [4.1.2.4.14] → QeIdentityMismatch; QE TCB level: first level in
-      document order with isvsvn ≤ the QE's ISVSVN [4.1.2.4.15]; if none, QeTcbLevelNotFound
-      after step 22 (QVL ``checkTcbLevel`` order).
+  20. QE Identity for the quote's TEE ("QE" for SGX, "TD_QE" for TDX); QE report vs QE
+      Identity: miscselect (little-endian uint32) and attributes under their masks, MRSIGNER,
+      ISVPRODID [4.1.2.4.14] → QeIdentityMismatch; QE TCB level: first level in document order
+      with isvsvn ≤ the QE's ISVSVN [4.1.2.4.15]; if none, QeTcbLevelNotFound after step 22
+      (QVL ``checkTcbLevel`` order).
   21. Quote signature by the attestation key over header ‖ body [4.1.2.4.16].
                                                                           QuoteSignatureInvalid
-F. Verdict
-  22. Platform TCB level: TCB levels sorted descending (component SVNs, then PCESVN), first level
-      the PCK certificate's SVNs and PCESVN all reach [4.1.2.4.17].          TcbLevelNotFound
-  23. Converge platform and QE status (QVL ``convergeTcbStatusWithQeTcbStatus``); advisory IDs =
-      platform level's ∪ QE level's.
+F. Verdict [4.1.2.4.17]
+  22. Platform TCB level: TCB levels sorted descending (SGX component SVNs, PCESVN, then TDX
+      component SVNs for TDX TCB Info), first level the PCK certificate's SVNs and PCESVN all
+      reach.                                                                  TcbLevelNotFound
+  T2. TDX: TDX TCB level = first level (from that one on) whose SGX part matches too and whose
+      ``tdxtcbcomponents`` the TD report's ``tee_tcb_svn`` reaches (components 0–1, the module's
+      SVN and version, skipped when the module version is > 0).             TdxTcbLevelNotFound
+  T3. TDX module TCB: version 0 → UpToDate; else the module identity's first TCB level with
+      isvsvn ≤ ``tee_tcb_svn[0]``.                                   TdxModuleTcbLevelNotFound
+  T4. TDX status = TDX level status converged with the module status (QVL
+      ``convergeTcbStatusWithTdxModuleStatus``); Revoked ends here. TD 1.5 only: QVL
+      ``checkForRelaunch`` — QE not out of date, SGX level fine, TDX status OutOfDate… because
+      of an OutOfDate module, and ``tee_tcb_svn2`` (the module now running) reaches the newest
+      level → ``TDRelaunchAdvised`` (``…ConfigurationNeeded`` if SGX or TDX status needs
+      configuration).
+  23. Converge the platform (SGX) or TDX status with the QE status (QVL
+      ``convergeTcbStatusWithQeTcbStatus``). Advisory IDs: the platform level's (TDX: the TDX
+      level's and the TDX module level's); QvE reports no QE advisories.
   24. Collateral expiry: earliest expiration ≤ ``at`` → ``collateral_expired``; raised unless
       ``allow_expired_collateral``.                                         CollateralExpired
+  25. Revoked (step 10, or a Revoked level): raised unless ``allow_revoked``, which returns
+      the verdict with status ``Revoked``.                                       QuoteRevoked
 
 Reuse: steps 9–16 that involve only the bundle are computed once per ``Collateral`` object and
 root key (:mod:`confnode.verify._collateral`); steps 4–8 once per distinct PCK chain; the QE
@@ -78,13 +105,16 @@ from confnode.collateral import (
     QeTcbLevel,
     TcbLevel,
     TcbStatus,
+    TdxModuleIdentity,
     parse_certificate_der,
 )
 from confnode.errors import InvalidCollateral, InvalidInput, InvalidQuote
 from confnode.sgx.pck import PckExtension, parse_pck_extension
 from confnode.sgx.quote import (
     EcdsaSigData,
+    EcdsaSigDataV4,
     Quote,
+    TdReportBody,
     parse_quote,
 )
 from confnode.sgx.structs import INTEL_QE_VENDOR_ID, EnclaveReportBody
@@ -105,10 +135,21 @@ from confnode.verify._errors import (
     QeReportSignatureInvalid,
     QeTcbLevelNotFound,
     QuoteFormatUnsupported,
+    QuoteRevoked,
     QuoteSignatureInvalid,
     TcbLevelNotFound,
+    TdxModuleMismatch,
+    TdxModuleTcbLevelNotFound,
+    TdxTcbLevelNotFound,
 )
-from confnode.verify._result import VerifiedEnclave, VerifiedQuote
+from confnode.verify._result import (
+    VerificationResult,
+    VerifiedEnclave,
+    VerifiedQuote,
+    VerifiedTd,
+    VerifiedTdQuote,
+    VerifiedTdxModule,
+)
 from confnode.verify._root import INTEL_SGX_ROOT_CA_PUBLIC_KEY, root_key_from_certificate
 
 __all__ = ["clear_quote_caches", "verify_quote"]
@@ -133,9 +174,11 @@ _ROOT_KEYS: LruCache[bytes, bytes] = LruCache(16)
 #: Attestation keys by raw point: every quote from one quoting enclave carries the same key.
 _ATTESTATION_KEYS: LruCache[bytes, ec.EllipticCurvePublicKey] = LruCache(1024)
 
-# v3 layout (sgx-dcap.md §1.3): the QE report and its signature inside the signature data.
-_QE_REPORT = slice(564, 948)
-_QE_REPORT_SIGNATURE = slice(948, 1012)
+#: Signature data up to the QE report: length (4), signature (64), attestation key (64); in
+#: v4/v5 also the type-6 certification data header (type 2, size 4). sgx-dcap.md §1.3-1.5.
+_TO_QE_REPORT_V3 = 4 + 64 + 64
+_TO_QE_REPORT_V4 = _TO_QE_REPORT_V3 + 6
+_QE_REPORT_SIZE = 384
 
 #: Table 3.1, QE column "OutOfDate" (any QE status other than UpToDate and Revoked).
 _WITH_QE_OUT_OF_DATE = {
@@ -274,17 +317,149 @@ def _match_qe_identity(
     return None
 
 
-def _match_tcb_level(extension: PckExtension, prepared: PreparedCollateral) -> TcbLevel:
+def _match_tcb_level(extension: PckExtension, prepared: PreparedCollateral) -> int:
+    """Step 22: the index (in QVL order) of the first level the PCK certificate's TCB reaches."""
     svns = extension.tcb.comp_svns
     pcesvn = extension.tcb.pcesvn
-    for level in prepared.tcb_levels:
+    for index, level in enumerate(prepared.tcb_levels):
         if pcesvn >= level.pcesvn and all(map(operator.ge, svns, level.sgx_components)):
-            return level
+            return index
     raise TcbLevelNotFound(
         f"PCK TCB (component SVNs {list(svns)}, PCESVN {pcesvn}) is below every TCB level of "
         f"FMSPC {prepared.tcb_info.fmspc.hex().upper()}; expected a matching level (Intel "
         "SGX_QL_TCB_NOT_SUPPORTED 0xE066)"
     )
+
+
+def _match_tdx_tcb_level(
+    extension: PckExtension, tee_tcb_svn: bytes, prepared: PreparedCollateral, start: int
+) -> TcbLevel:
+    """Step T2 (QVL ``matchTcbLevels``): from the SGX level on, the first level whose SGX part
+    and TDX components both match; components 0-1 are the module's, skipped for version > 0."""
+    svns = extension.tcb.comp_svns
+    pcesvn = extension.tcb.pcesvn
+    first = 2 if tee_tcb_svn[1] > 0 else 0
+    for level in prepared.tcb_levels[start:]:
+        tdx = level.tdx_components or ()
+        if (
+            pcesvn >= level.pcesvn
+            and all(map(operator.ge, svns, level.sgx_components))
+            and all(tee_tcb_svn[i] >= tdx[i] for i in range(first, len(tdx)))
+        ):
+            return level
+    raise TdxTcbLevelNotFound(
+        f"TEE TCB SVN {tee_tcb_svn.hex()} is below the TDX components of every TCB level that "
+        f"matches the platform's SGX TCB (FMSPC {prepared.tcb_info.fmspc.hex().upper()}); "
+        "expected a matching level (Intel TCB_NOT_SUPPORTED)"
+    )
+
+
+def _module_identity(prepared: PreparedCollateral, version: int) -> TdxModuleIdentity:
+    """QVL ``findTdxModuleIdentity``: ``TDX_<version as two upper-case hex digits>``."""
+    wanted = f"TDX_{version:02X}"
+    for identity in prepared.tcb_info.tdx_module_identities:
+        if identity.id.upper() == wanted:
+            return identity
+    found = ", ".join(i.id for i in prepared.tcb_info.tdx_module_identities) or "none"
+    raise TdxModuleMismatch(
+        f"TDX module version {version}: TCB Info has no module identity {wanted!r} (found "
+        f"{found}); expected one for the module in the TD report"
+    )
+
+
+def _check_tdx_module(td: TdReportBody, prepared: PreparedCollateral) -> TdxModuleIdentity | None:
+    """Step T1: MRSIGNERSEAM and SEAMATTRIBUTES against the module identity or ``tdxModule``."""
+    module = prepared.tcb_info.tdx_module
+    version = td.tee_tcb_svn[1]
+    identity = _module_identity(prepared, version) if version > 0 else None
+    if identity is not None:
+        what, mrsigner, attributes = identity.id, identity.mrsigner, identity.attributes
+    elif module is not None:
+        what, mrsigner, attributes = "tdxModule", module.mrsigner, module.attributes
+    else:  # the parser requires tdxModule in TDX TCB Info
+        raise TdxModuleMismatch("TDX TCB Info has no tdxModule; expected one")
+    if td.mrsigner_seam != mrsigner:
+        raise TdxModuleMismatch(
+            f"MRSIGNERSEAM {td.mrsigner_seam.hex()}; expected {mrsigner.hex()} ({what})"
+        )
+    if any(td.seam_attributes) or td.seam_attributes != attributes:
+        raise TdxModuleMismatch(
+            f"SEAMATTRIBUTES {td.seam_attributes.hex()}; expected all zero and equal to "
+            f"{attributes.hex()} ({what}; QVL compares them unmasked)"
+        )
+    return identity
+
+
+def _module_level(td: TdReportBody, identity: TdxModuleIdentity | None) -> QeTcbLevel | None:
+    """Step T3: the module identity's TCB level for ``tee_tcb_svn[0]`` (None for version 0)."""
+    if identity is None:
+        return None
+    isvsvn = td.tee_tcb_svn[0]
+    for level in identity.tcb_levels:
+        if isvsvn >= level.isvsvn:
+            return level
+    lowest = min((level.isvsvn for level in identity.tcb_levels), default=0)
+    raise TdxModuleTcbLevelNotFound(
+        f"TDX module ISVSVN {isvsvn} (identity {identity.id}) is below every module TCB level; "
+        f"expected at least {lowest}"
+    )
+
+
+_NEEDS_CONFIGURATION = {
+    TcbStatus.CONFIGURATION_NEEDED,
+    TcbStatus.OUT_OF_DATE_CONFIGURATION_NEEDED,
+    TcbStatus.CONFIGURATION_AND_SW_HARDENING_NEEDED,
+    TcbStatus.TD_RELAUNCH_ADVISED_CONFIGURATION_NEEDED,
+}
+_SGX_FINE_FOR_RELAUNCH = {
+    TcbStatus.UP_TO_DATE,
+    TcbStatus.SW_HARDENING_NEEDED,
+    TcbStatus.CONFIGURATION_NEEDED,
+    TcbStatus.CONFIGURATION_AND_SW_HARDENING_NEEDED,
+}
+
+
+def _converge_module(tdx: TcbStatus, module: TcbStatus) -> TcbStatus:
+    """QVL ``convergeTcbStatusWithTdxModuleStatus``."""
+    if module is TcbStatus.OUT_OF_DATE:
+        if tdx in (TcbStatus.UP_TO_DATE, TcbStatus.SW_HARDENING_NEEDED):
+            return TcbStatus.OUT_OF_DATE
+        if tdx in (TcbStatus.CONFIGURATION_NEEDED, TcbStatus.CONFIGURATION_AND_SW_HARDENING_NEEDED):
+            return TcbStatus.OUT_OF_DATE_CONFIGURATION_NEEDED
+    if module is TcbStatus.REVOKED:
+        return TcbStatus.REVOKED
+    return tdx
+
+
+def _relaunch(
+    td: TdReportBody,
+    prepared: PreparedCollateral,
+    sgx: TcbStatus,
+    tdx: TcbStatus,
+    module: TcbStatus,
+    qe: TcbStatus,
+) -> TcbStatus:
+    """Step T4, QVL ``checkForRelaunch`` (TD 1.5): would relaunching make the TD up to date?"""
+    svn2 = td.tee_tcb_svn2
+    if (
+        svn2 is None
+        or qe is not TcbStatus.UP_TO_DATE
+        or sgx not in _SGX_FINE_FOR_RELAUNCH
+        or tdx not in (TcbStatus.OUT_OF_DATE, TcbStatus.OUT_OF_DATE_CONFIGURATION_NEEDED)
+        or module is not TcbStatus.OUT_OF_DATE
+    ):
+        return tdx
+    latest = prepared.tcb_levels[0].tdx_components or (0,) * 16
+    if svn2[1] == 0:
+        newest_module_svn = latest[0]
+    else:
+        levels = _module_identity(prepared, svn2[1]).tcb_levels
+        newest_module_svn = levels[0].isvsvn
+    if svn2[0] >= newest_module_svn and svn2[2] >= latest[2]:
+        if sgx in _NEEDS_CONFIGURATION or tdx in _NEEDS_CONFIGURATION:
+            return TcbStatus.TD_RELAUNCH_ADVISED_CONFIGURATION_NEEDED
+        return TcbStatus.TD_RELAUNCH_ADVISED
+    return tdx
 
 
 def _converge(platform: TcbStatus, qe: TcbStatus) -> TcbStatus:
@@ -300,6 +475,46 @@ def _union(*groups: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(advisory for group in groups for advisory in group))
 
 
+def _enclave_identity(parsed: Quote, body: EnclaveReportBody) -> VerifiedEnclave:
+    return VerifiedEnclave(
+        mr_enclave=body.mr_enclave,
+        mr_signer=body.mr_signer,
+        isv_prod_id=body.isv_prod_id,
+        isv_svn=body.isv_svn,
+        debug=body.attributes.debug,
+        attributes=parsed.raw[96:112],
+        misc_select=body.misc_select,
+        config_id=body.config_id,
+        config_svn=body.config_svn,
+        isv_ext_prod_id=body.isv_ext_prod_id,
+        isv_family_id=body.isv_family_id,
+    )
+
+
+def _td_identity(td: TdReportBody) -> VerifiedTd:
+    rtmr0, rtmr1, rtmr2, rtmr3 = td.rt_mr
+    return VerifiedTd(
+        mr_td=td.mr_td,
+        rtmr0=rtmr0,
+        rtmr1=rtmr1,
+        rtmr2=rtmr2,
+        rtmr3=rtmr3,
+        report_data=td.report_data,
+        mr_seam=td.mr_seam,
+        mr_signer_seam=td.mrsigner_seam,
+        seam_attributes=td.seam_attributes,
+        td_attributes=td.td_attributes,
+        xfam=td.xfam,
+        mr_config_id=td.mr_config_id,
+        mr_owner=td.mr_owner,
+        mr_owner_config=td.mr_owner_config,
+        tee_tcb_svn=td.tee_tcb_svn,
+        debug=td.td_debug,
+        tee_tcb_svn2=td.tee_tcb_svn2,
+        mr_servicetd=td.mr_servicetd,
+    )
+
+
 def verify_quote(
     quote: bytes | Quote,
     collateral: Collateral,
@@ -308,13 +523,16 @@ def verify_quote(
     trusted_root: bytes | None = None,
     allow_expired_collateral: bool = False,
     insecure_skip_crl: bool = False,
-) -> VerifiedQuote:
-    """Verify an SGX quote against collateral as of ``at``; see the module docstring.
+    allow_revoked: bool = False,
+) -> VerificationResult:
+    """Verify an SGX or TDX quote against collateral as of ``at``; see the module docstring.
 
-    ``trusted_root`` is the DER certificate of an alternative root (e.g. a simulated platform's);
-    it is pinned by its public key exactly as Intel's is. Raises :class:`InvalidQuote` for bytes
-    that do not parse and a :class:`~confnode.errors.VerificationError` subclass for a failed
-    step; returns a :class:`VerifiedQuote` (possibly with status ``Revoked``) otherwise.
+    Returns a :class:`VerifiedQuote` for an SGX quote and a :class:`VerifiedTdQuote` for a TDX
+    quote. ``trusted_root`` is the DER certificate of an alternative root (e.g. a simulated
+    platform's); it is pinned by its public key exactly as Intel's is. Raises
+    :class:`InvalidQuote` for bytes that do not parse, :class:`QuoteRevoked` for revoked
+    evidence unless ``allow_revoked`` (then the result has status ``Revoked``), and a
+    :class:`~confnode.errors.VerificationError` subclass for any other failed step.
     """
     if at.tzinfo is None:
         raise InvalidInput(f"verification time {at.isoformat()} has no timezone; expected UTC")
@@ -325,24 +543,26 @@ def verify_quote(
     # [2] Structure and sizes (the codec raises InvalidQuote).
     parsed = quote if isinstance(quote, Quote) else parse_quote(quote)
     header = parsed.header
-    # [1] Version, key type, vendor, TEE.
-    if parsed.is_tdx:
-        raise QuoteFormatUnsupported(
-            f"TDX quote (version {header.version}, TEE type {header.tee_type:#x}): TDX "
-            "verification not supported yet; expected an SGX quote"
-        )
+    # [1] Version, TEE, body, vendor (key type: the codec).
     if header.vendor_id != INTEL_QE_VENDOR_ID:
         raise QuoteFormatUnsupported(
             f"QE vendor id {header.vendor_id.hex()}; expected Intel's {INTEL_QE_VENDOR_ID.hex()}"
         )
     signature_data = parsed.signature_data
     body = parsed.body
-    if not isinstance(signature_data, EcdsaSigData) or not isinstance(body, EnclaveReportBody):
+    td: TdReportBody | None = None
+    if isinstance(body, TdReportBody) and isinstance(signature_data, EcdsaSigDataV4):
+        td = body
+        qe_start = len(parsed.signed_region) + _TO_QE_REPORT_V4
+    elif isinstance(body, EnclaveReportBody) and isinstance(signature_data, EcdsaSigData):
+        sgx_body = body
+        qe_start = len(parsed.signed_region) + _TO_QE_REPORT_V3
+    else:
         raise QuoteFormatUnsupported(
             f"SGX quote version {header.version}; expected version 3 (no SGX v4/v5 quote is "
             "produced by Intel's QE)"
         )
-    # [3] Certification data type 5.
+    # [3] Certification data type 5 (nested in type 6 for v4/v5: the codec).
     certification = signature_data.certification
     pem = certification.pck_chain_pem
     if pem is None:
@@ -407,19 +627,26 @@ def verify_quote(
 
     # ---------------------------------------------------------------- E. quote-internal
     info = prepared.tcb_info
-    # [15, 17] TCB Info for this TEE and platform.
-    if info.id != "SGX":
-        raise CollateralMismatch(f"TCB Info id {info.id!r} for an SGX quote; expected 'SGX'")
+    # [17] TCB Info for this TEE and platform.
+    tee = "SGX" if td is None else "TDX"
+    if info.id != tee:
+        raise CollateralMismatch(
+            f"TCB Info id {info.id!r} (version {info.version}) for an {tee} quote; expected "
+            f"{tee!r}" + (" version 3" if td is not None else "")
+        )
     if extension.fmspc != info.fmspc or extension.pce_id != info.pce_id:
         raise CollateralMismatch(
             f"PCK certificate FMSPC {extension.fmspc.hex().upper()} PCE-ID "
             f"{extension.pce_id.hex().upper()}; TCB Info is for FMSPC {info.fmspc.hex().upper()} "
             f"PCE-ID {info.pce_id.hex().upper()}"
         )
+    # [T1] The TDX module is one the TCB Info describes.
+    module_identity = None if td is None else _check_tdx_module(td, prepared)
     # [18] QE report signed by the PCK key.
     qe = signature_data.qe_report
-    qe_bytes = parsed.raw[_QE_REPORT]
-    if not _qe_report_signed(pck, qe_bytes, parsed.raw[_QE_REPORT_SIGNATURE]):
+    qe_bytes = parsed.raw[qe_start : qe_start + _QE_REPORT_SIZE]
+    qe_signature = parsed.raw[qe_start + _QE_REPORT_SIZE : qe_start + _QE_REPORT_SIZE + 64]
+    if not _qe_report_signed(pck, qe_bytes, qe_signature):
         raise QeReportSignatureInvalid(
             "QE report signature does not verify with the PCK certificate key; expected the "
             "PCK key's signature over the 384-byte QE report"
@@ -431,7 +658,13 @@ def verify_quote(
             f"QE report_data {qe.report_data.hex()}; expected SHA-256(attestation key ‖ QE auth "
             f"data) = {digest.hex()} followed by 32 zero bytes"
         )
-    # [20] The QE is Intel's, at a known ISVSVN.
+    # [20] The QE Identity is for this TEE; the QE is Intel's, at a known ISVSVN.
+    expected_qe = "QE" if td is None else "TD_QE"
+    if prepared.qe_identity.id != expected_qe:
+        raise QeIdentityMismatch(
+            f"QE Identity id {prepared.qe_identity.id!r} for an {tee} quote; expected "
+            f"{expected_qe!r}"
+        )
     qe_level = _match_qe_identity(qe, qe_bytes, prepared)
     # [21] Quote signature by the attestation key.
     attest_key = _ATTESTATION_KEYS.get(signature_data.attest_pub_key)
@@ -448,18 +681,33 @@ def verify_quote(
         )
 
     # ---------------------------------------------------------------- F. verdict
-    # [22] Platform TCB level from the PCK certificate's TCB; then the QE's (QVL
-    # checkTcbLevel: both "not supported" outcomes are TCB_NOT_SUPPORTED, the platform's first).
-    level = _match_tcb_level(extension, prepared)
+    # [22] Platform TCB level from the PCK certificate's TCB.
+    level_index = _match_tcb_level(extension, prepared)
+    level = prepared.tcb_levels[level_index]
+    verdict = level
+    module_level: QeTcbLevel | None = None
+    tdx_status = level.status
+    if td is not None:
+        # [T2] The TDX TCB level; [T3] the module's TCB level.
+        verdict = _match_tdx_tcb_level(extension, td.tee_tcb_svn, prepared, level_index)
+        module_level = _module_level(td, module_identity)
+    # QVL checkTcbLevel: both "not supported" outcomes are TCB_NOT_SUPPORTED, the platform's
+    # first; the QE's comes last.
     if qe_level is None:
         lowest = min((qe_tcb.isvsvn for qe_tcb in prepared.qe_tcb_levels), default=0)
         raise QeTcbLevelNotFound(
             f"QE ISVSVN {qe.isv_svn} is below every QE Identity TCB level; expected at least "
             f"{lowest}"
         )
-    # [23] Converge; a revoked certificate overrides every TCB status.
     qe_status = qe_level.status
-    status = _converge(level.status, qe_status)
+    if td is not None:
+        # [T4] TDX level with the module; relaunch advice for TD 1.5.
+        module_status = TcbStatus.UP_TO_DATE if module_level is None else module_level.status
+        tdx_status = _converge_module(verdict.status, module_status)
+        if tdx_status is not TcbStatus.REVOKED:
+            tdx_status = _relaunch(td, prepared, level.status, tdx_status, module_status, qe_status)
+    # [23] Converge with the QE; a revoked certificate overrides every TCB status.
+    status = _converge(tdx_status, qe_status)
     if revocation is not None:
         status = TcbStatus.REVOKED
     # [24] Collateral expiry at `at`.
@@ -471,35 +719,70 @@ def verify_quote(
             f"verification time {_iso(at)}; expected all collateral valid at that time"
         )
 
-    return VerifiedQuote(
-        status=status,
-        advisory_ids=_union(level.advisory_ids, qe_level.advisory_ids),
-        tcb_date=level.tcb_date,
-        fmspc=extension.fmspc.hex().upper(),
-        qe_status=qe_status,
-        collateral_expired=expired,
-        crl_checked=crl_checked,
-        enclave=VerifiedEnclave(
-            mr_enclave=body.mr_enclave,
-            mr_signer=body.mr_signer,
-            isv_prod_id=body.isv_prod_id,
-            isv_svn=body.isv_svn,
-            debug=body.attributes.debug,
-            attributes=parsed.raw[96:112],
-            misc_select=body.misc_select,
-            config_id=body.config_id,
-            config_svn=body.config_svn,
-            isv_ext_prod_id=body.isv_ext_prod_id,
-            isv_family_id=body.isv_family_id,
-        ),
-        report_data=body.report_data,
-        quote=parsed,
-        trusted_root_is_intel=root_key == INTEL_SGX_ROOT_CA_PUBLIC_KEY,
-        root_key_sha256=hashlib.sha256(root_key).hexdigest(),
-        platform_status=level.status,
-        pce_id=extension.pce_id.hex().upper(),
-        sgx_type=extension.sgx_type,
-        tcb_evaluation_data_number=prepared.tcb_evaluation_data_number,
-        earliest_expiration=earliest,
-        revocation=revocation,
-    )
+    result: VerificationResult
+    fmspc = extension.fmspc.hex().upper()
+    is_intel = root_key == INTEL_SGX_ROOT_CA_PUBLIC_KEY
+    root_sha = hashlib.sha256(root_key).hexdigest()
+    pce_id = extension.pce_id.hex().upper()
+    evaluation = prepared.tcb_evaluation_data_number
+    if td is None:
+        result = VerifiedQuote(
+            status=status,
+            advisory_ids=level.advisory_ids,
+            tcb_date=level.tcb_date,
+            fmspc=fmspc,
+            qe_status=qe_status,
+            collateral_expired=expired,
+            crl_checked=crl_checked,
+            enclave=_enclave_identity(parsed, sgx_body),
+            report_data=sgx_body.report_data,
+            quote=parsed,
+            trusted_root_is_intel=is_intel,
+            root_key_sha256=root_sha,
+            platform_status=level.status,
+            pce_id=pce_id,
+            sgx_type=extension.sgx_type,
+            tcb_evaluation_data_number=evaluation,
+            earliest_expiration=earliest,
+            revocation=revocation,
+        )
+    else:
+        module_advisories = () if module_level is None else module_level.advisory_ids
+        result = VerifiedTdQuote(
+            status=status,
+            advisory_ids=_union(verdict.advisory_ids, module_advisories),
+            tcb_date=verdict.tcb_date,
+            fmspc=fmspc,
+            qe_status=qe_status,
+            collateral_expired=expired,
+            crl_checked=crl_checked,
+            td=_td_identity(td),
+            tdx_module=VerifiedTdxModule(
+                identity_id=None if module_identity is None else module_identity.id,
+                version=td.tee_tcb_svn[1],
+                isv_svn=td.tee_tcb_svn[0],
+                mr_signer=td.mrsigner_seam,
+                status=None if module_level is None else module_level.status,
+                tcb_date=None if module_level is None else module_level.tcb_date,
+                advisory_ids=module_advisories,
+            ),
+            report_data=td.report_data,
+            quote=parsed,
+            trusted_root_is_intel=is_intel,
+            root_key_sha256=root_sha,
+            platform_status=level.status,
+            tdx_status=tdx_status,
+            pce_id=pce_id,
+            sgx_type=extension.sgx_type,
+            tcb_evaluation_data_number=evaluation,
+            earliest_expiration=earliest,
+            revocation=revocation,
+        )
+    # [25] Revoked evidence is an error unless the caller asked for the verdict.
+    if result.revoked and not allow_revoked:
+        raise QuoteRevoked(
+            f"quote is revoked: {revocation or 'its TCB level is Revoked'}; expected evidence "
+            "from a platform that is not revoked",
+            result,
+        )
+    return result

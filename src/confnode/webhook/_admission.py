@@ -12,15 +12,19 @@ Mutations (CREATE only; a pod's spec is immutable on UPDATE):
 
 1. EPC is expressed in the resource this cluster advertises, converting units between vendor names.
 2. EPC requests = limits (the missing one is copied from the other).
-3. When EPC is a node-status extended resource, the enclave device resource is added, so an SGX pod
-   never runs without its device access (intel-device-plugins #1695).
-4. Pods asking for out-of-process quoting get the quote-helper socket directory, read-only, and
-   ``SGX_AESM_ADDR=1`` in every SGX container.
+3. Every EPC container gets the enclave device resource, whatever the node's EPC mode, so one pod
+   spec runs on every node size and never without ``/dev/sgx_enclave`` (intel-device-plugins
+   #1695).
+4. Pods opting into out-of-process quoting (annotation ``confnode.io/aesm-socket: "true"``) get
+   the ``confnode.io/aesm-socket`` resource in every SGX container; the device plugin's Allocate
+   for it mounts the quote-helper socket directory and sets ``SGX_AESM_ADDR=1``. No volume is
+   added: a hostPath volume is refused by Pod Security baseline and restricted.
 5. The SGX node taint is tolerated and the pod is pinned to SGX nodes by node affinity.
 
-Validation rejects EPC larger than the largest node offers, conflicting vendor names in one
-container, EPC requests ≠ limits, an EPC container without the device resource, and — per
-namespace — debug enclaves or enclave identities outside an allow-list.
+Validation (CREATE only: updates of a running pod — dropping a finalizer, a label — must never be
+held up by rules or by the webhook being down) rejects EPC larger than the largest node offers,
+conflicting vendor names in one container, EPC requests ≠ limits, an EPC container without the
+device resource, and — per namespace — debug enclaves or enclave identities outside an allow-list.
 """
 
 from __future__ import annotations
@@ -37,14 +41,16 @@ from confnode.webhook._patch import diff
 from confnode.webhook._quantity import EPC_RESOURCES, MIB, epc_bytes, format_epc
 
 SGX_LABEL = "confnode.io/sgx"
-QUOTE_ANNOTATION = "confnode.io/quote-helper"
+#: Opt-in to out-of-process quoting, and the extended resource whose Allocate grants it.
+AESM_ANNOTATION = "confnode.io/aesm-socket"
+AESM_RESOURCE = "confnode.io/aesm-socket"
+#: Intel's webhook annotation; the value ``aesmd`` means the same opt-in.
 INTEL_QUOTE_ANNOTATION = "sgx.intel.com/quote-provider"
+ENCLAVE_RESOURCE = "sgx.intel.com/enclave"
 EPC_ANNOTATION = "confnode.io/epc-mib"
 DEBUG_ANNOTATION = "confnode.io/enclave-debug"
 MRENCLAVE_ANNOTATION = "confnode.io/enclave-mrenclave"
 MRSIGNER_ANNOTATION = "confnode.io/enclave-mrsigner"
-AESMD_VOLUME = "confnode-aesmd"
-AESMD_DIR = "/var/run/aesmd"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,14 +68,13 @@ class WebhookConfig:
 
     #: The EPC resource the node agent advertises (one of ``EPC_RESOURCES``).
     epc_resource: str = "kubernetes.azure.com/sgx_epc_mem_in_MiB"
-    #: Device resource that grants the SGX device nodes when EPC is a node-status extended
-    #: resource; ``None`` when the EPC resource is itself served by the device plugin.
-    device_resource: str | None = None
+    #: Device resource that grants the SGX device nodes; the node agent serves it in both EPC
+    #: modes (its ``--enclave-resource``).
+    device_resource: str = ENCLAVE_RESOURCE
     #: Largest EPC any node offers, in MiB; ``None`` disables the check.
     max_node_epc_mib: int | None = None
     node_label: str = SGX_LABEL
     taint_key: str = SGX_LABEL
-    aesmd_host_dir: str = AESMD_DIR
     namespaces: Mapping[str, NamespacePolicy] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -107,7 +112,7 @@ def _epc_names(container: dict[str, Any]) -> set[str]:
 def _wants_quoting(pod: dict[str, Any]) -> bool:
     annotations = _dict(_dict(pod.get("metadata")).get("annotations"))
     return (
-        str(annotations.get(QUOTE_ANNOTATION, "")).lower() == "true"
+        str(annotations.get(AESM_ANNOTATION, "")).lower() == "true"
         or annotations.get(INTEL_QUOTE_ANNOTATION) == "aesmd"
     )
 
@@ -164,40 +169,20 @@ def _mutate_container(container: dict[str, Any], config: WebhookConfig) -> int:
             config.epc_resource, wanted
         ):
             values[config.epc_resource] = wanted
-        if config.device_resource is not None:
-            values.setdefault(config.device_resource, "1")
+        values.setdefault(config.device_resource, "1")
     return limit
 
 
-def _ensure_quote_helper(
-    pod: dict[str, Any], sgx_containers: list[dict[str, Any]], config: WebhookConfig
-) -> None:
-    spec = pod["spec"]
-    volumes = spec.get("volumes")
-    if not isinstance(volumes, list):
-        volumes = spec["volumes"] = []
-    if not any(isinstance(v, dict) and v.get("name") == AESMD_VOLUME for v in volumes):
-        # "Directory", not "DirectoryOrCreate": on a node without confnode's DaemonSets (which
-        # create it) the pod waits with a clear mount event instead of starting with an empty
-        # socket directory (AKS docs #93869).
-        volumes.append(
-            {"name": AESMD_VOLUME, "hostPath": {"path": config.aesmd_host_dir, "type": "Directory"}}
-        )
+def _ensure_aesm_socket(sgx_containers: list[dict[str, Any]]) -> None:
     for container in sgx_containers:
-        mounts = container.get("volumeMounts")
-        if not isinstance(mounts, list):
-            mounts = container["volumeMounts"] = []
-        if not any(
-            isinstance(m, dict)
-            and (m.get("name") == AESMD_VOLUME or m.get("mountPath") == AESMD_DIR)
-            for m in mounts
-        ):
-            mounts.append({"name": AESMD_VOLUME, "mountPath": AESMD_DIR, "readOnly": True})
-        env = container.get("env")
-        if not isinstance(env, list):
-            env = container["env"] = []
-        if not any(isinstance(e, dict) and e.get("name") == "SGX_AESM_ADDR" for e in env):
-            env.append({"name": "SGX_AESM_ADDR", "value": "1"})
+        resources = container.get("resources")
+        if not isinstance(resources, dict):
+            resources = container["resources"] = {}
+        for section in ("requests", "limits"):
+            values = resources.get(section)
+            if not isinstance(values, dict):
+                values = resources[section] = {}
+            values.setdefault(AESM_RESOURCE, "1")
 
 
 def _ensure_scheduling(spec: dict[str, Any], config: WebhookConfig) -> None:
@@ -234,23 +219,40 @@ def _ensure_scheduling(spec: dict[str, Any], config: WebhookConfig) -> None:
             expressions.append(dict(requirement, values=["true"]))
 
 
+def _effective_mib(spec: dict[str, Any], mib: dict[int, int]) -> int:
+    """The pod's EPC as the scheduler counts it: init containers run one at a time (next to the
+    sidecars — ``restartPolicy: Always`` — started before them), so the pod needs the larger of
+    the biggest init step and the app containers plus all sidecars, not the sum of everything."""
+    sidecars = peak = 0
+    for container in _list(spec.get("initContainers")):
+        if not isinstance(container, dict):
+            continue
+        if container.get("restartPolicy") == "Always":
+            sidecars += mib[id(container)]
+        else:
+            peak = max(peak, sidecars + mib[id(container)])
+    apps = sum(mib[id(c)] for c in _list(spec.get("containers")) if isinstance(c, dict))
+    return max(peak, apps + sidecars)
+
+
 def mutate_pod(pod: dict[str, Any], config: WebhookConfig) -> dict[str, Any]:
     """Return the mutated copy of an SGX pod (the input is not modified)."""
     pod = copy.deepcopy(pod)
     if not isinstance(pod.get("spec"), dict):
         pod["spec"] = {}
     spec = pod["spec"]
-    total = 0
     sgx_containers: list[dict[str, Any]] = []
+    mib: dict[int, int] = {}  # per container, in whole MiB as the scheduler counts units
     for container in _containers(spec):
         amount = _mutate_container(container, config)
-        total += -(-amount // MIB)  # per container, as the scheduler counts whole units
+        mib[id(container)] = -(-amount // MIB)
         if amount or _epc_names(container):
             sgx_containers.append(container)
+    total = _effective_mib(spec, mib)
     if not sgx_containers:  # labelled pod without EPC: it talks to enclaves but runs none itself
         sgx_containers = [c for c in _list(spec.get("containers")) if isinstance(c, dict)]
     if _wants_quoting(pod):
-        _ensure_quote_helper(pod, sgx_containers, config)
+        _ensure_aesm_socket(sgx_containers)
     _ensure_scheduling(spec, config)
     if total:
         metadata = pod.get("metadata")
@@ -299,13 +301,12 @@ def pod_violations(pod: dict[str, Any], namespace: str, config: WebhookConfig) -
                 f"container {name}: asks for {-(-amount // MIB)} MiB EPC, the largest node "
                 f"offers {config.max_node_epc_mib} MiB"
             )
-        if config.device_resource is not None:
-            limits = _dict(_dict(container.get("resources")).get("limits"))
-            if config.device_resource not in limits:
-                problems.append(
-                    f"container {name}: requests EPC without {config.device_resource}; it would "
-                    "run without SGX device access"
-                )
+        limits = _dict(_dict(container.get("resources")).get("limits"))
+        if config.device_resource not in limits:
+            problems.append(
+                f"container {name}: requests EPC without {config.device_resource}; it would "
+                "run without SGX device access"
+            )
     policy = config.namespaces.get(namespace)
     if policy is not None:
         annotations = _dict(_dict(pod.get("metadata")).get("annotations"))
@@ -364,10 +365,14 @@ def mutate(review: Any, config: WebhookConfig) -> dict[str, Any]:
 
 
 def validate(review: Any, config: WebhookConfig) -> dict[str, Any]:
-    """AdmissionReview → AdmissionReview allowing or denying SGX pods on CREATE and UPDATE."""
+    """AdmissionReview → AdmissionReview allowing or denying SGX pods on CREATE.
+
+    Anything else is allowed: the spec that matters cannot change after CREATE, and re-judging a
+    running pod by today's rules would keep it from dropping a finalizer (Jobs, Terminating pods).
+    """
     request = _request(review)
     pod = request.get("object")
-    if request.get("operation") not in ("CREATE", "UPDATE") or not isinstance(pod, dict):
+    if request.get("operation") != "CREATE" or not isinstance(pod, dict):
         return _response(request)
     if not is_sgx_pod(pod, config):
         return _response(request)
