@@ -344,7 +344,7 @@ def _match_tdx_tcb_level(
         if (
             pcesvn >= level.pcesvn
             and all(map(operator.ge, svns, level.sgx_components))
-            and all(tee_tcb_svn[i] >= tdx[i] for i in range(first, len(tdx)))
+            and all(map(operator.ge, tee_tcb_svn[first : len(tdx)], tdx[first:]))
         ):
             return level
     raise TdxTcbLevelNotFound(
