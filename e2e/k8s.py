@@ -31,6 +31,8 @@ Fixture API (``e2e/conftest.py``; see also ``e2e/README.md``):
 - ``wait_for(predicate, what, timeout=)``: poll until ``predicate()`` returns a truthy value.
 - ``confnode_command()``: argv prefix running this checkout's ``confnode``; ``free_port()``: a
   free loopback TCP port; ``REPO``, ``BIN``.
+- ``node_agent_rbac(namespace, suffix)``: the shipped node-agent RBAC documents, moved into
+  ``namespace`` under unique cluster-scoped names, ready for ``cluster.apply``.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 import trustme
+import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -566,3 +569,20 @@ def confnode_command() -> list[str]:
     """The repo's ``confnode`` CLI from the virtualenv running the tests."""
     found = shutil.which("confnode", path=str(Path(sys.executable).parent))
     return [found] if found else [sys.executable, "-m", "confnode"]
+
+
+def node_agent_rbac(namespace: str, suffix: str) -> list[dict[str, Any]]:
+    """The shipped node-agent RBAC (``deploy/base/node-agent/rbac.yaml``), its ServiceAccount
+    moved into ``namespace`` and its cluster-scoped objects renamed with ``-<suffix>``."""
+    documents = list(yaml.safe_load_all((REPO / "deploy/base/node-agent/rbac.yaml").read_text()))
+    for document in documents:
+        metadata = document["metadata"]
+        if document["kind"] == "ServiceAccount":
+            metadata["namespace"] = namespace
+        else:
+            metadata["name"] = f"{metadata['name']}-{suffix}"
+        if document["kind"] == "ClusterRoleBinding":
+            document["roleRef"]["name"] = f"{document['roleRef']['name']}-{suffix}"
+            for subject in document["subjects"]:
+                subject["namespace"] = namespace
+    return documents

@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from k8s import REPO, Cluster, confnode_command, wait_for
+from k8s import Cluster, confnode_command, node_agent_rbac, wait_for
 
 from confnode.deviceplugin import ApiServerNodeStatusPatcher
 
@@ -38,22 +37,6 @@ class Agent:
     node: str
     other_node: str
     kubeconfig: Path
-
-
-def _agent_rbac(namespace: str, suffix: str) -> list[dict[str, Any]]:
-    """The shipped node-agent RBAC, moved into ``namespace`` under unique cluster-scoped names."""
-    documents = list(yaml.safe_load_all((REPO / "deploy/base/node-agent/rbac.yaml").read_text()))
-    for document in documents:
-        metadata = document["metadata"]
-        if document["kind"] == "ServiceAccount":
-            metadata["namespace"] = namespace
-        else:
-            metadata["name"] = f"{metadata['name']}-{suffix}"
-        if document["kind"] == "ClusterRoleBinding":
-            document["roleRef"]["name"] = f"{document['roleRef']['name']}-{suffix}"
-            for subject in document["subjects"]:
-                subject["namespace"] = namespace
-    return documents
 
 
 def _spawn_agent(cluster: Cluster, node: str, kubeconfig: Path, workdir: Path, *extra: str) -> Any:
@@ -78,7 +61,7 @@ def agent(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     suffix = uuid.uuid4().hex[:6]
     namespace, node, other = f"agent-{suffix}", f"sgx-agent-{suffix}", f"other-{suffix}"
     cluster.kubectl("create", "namespace", namespace)
-    cluster.apply(*_agent_rbac(namespace, suffix))
+    cluster.apply(*node_agent_rbac(namespace, suffix))
     cluster.register_node(node, labels={"team": "payments"})
     cluster.register_node(other)
     kubeconfig = cluster.sa_kubeconfig(namespace, SA)

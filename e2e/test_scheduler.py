@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from k8s import REPO, Cluster, Component, confnode_command, wait_for
+from k8s import Cluster, Component, confnode_command, node_agent_rbac, wait_for
 
 from confnode.webhook import WebhookConfig, mutate_pod
 
@@ -43,22 +42,6 @@ class Pool:
     sgx_node: str
     plain_node: str
     agent: Component
-
-
-def _agent_rbac(namespace: str, suffix: str) -> list[dict[str, Any]]:
-    """The shipped node-agent RBAC, moved into this test's namespace under unique names."""
-    documents = list(yaml.safe_load_all((REPO / "deploy/base/node-agent/rbac.yaml").read_text()))
-    for document in documents:
-        metadata = document["metadata"]
-        if document["kind"] == "ServiceAccount":
-            metadata["namespace"] = namespace
-        else:
-            metadata["name"] = f"{metadata['name']}-{suffix}"
-        if document["kind"] == "ClusterRoleBinding":
-            document["roleRef"]["name"] = f"{document['roleRef']['name']}-{suffix}"
-            for subject in document["subjects"]:
-                subject["namespace"] = namespace
-    return documents
 
 
 def _plan(sim_epc: str) -> dict[str, Any]:
@@ -111,7 +94,7 @@ def pool(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     agent: Component | None = None
     cluster.kubectl("create", "namespace", namespace)
     try:
-        cluster.apply(*_agent_rbac(namespace, suffix))
+        cluster.apply(*node_agent_rbac(namespace, suffix))
         cluster.wait_for_object("serviceaccount", "default", namespace=namespace)
         cluster.register_node(
             plain_node,

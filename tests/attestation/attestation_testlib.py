@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import base64
+import json
+import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
 from joserfc.jwk import RSAKey
 
 from confnode.attestation import AttestationService
@@ -22,6 +31,50 @@ ATTEST = "/attest/SgxEnclave?api-version=2022-08-01"
 
 def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def token_payload(token: str) -> dict[str, Any]:
+    """The claims of a JWT, read without checking its signature."""
+    part = token.split(".")[1]
+    return dict(json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))))
+
+
+def attest_body(quote: bytes, runtime: bytes, **extra: Any) -> dict[str, Any]:
+    """An attest request for ``quote`` with JSON ``runtimeData`` (plus ``extra`` members)."""
+    body: dict[str, Any] = {
+        "quote": b64url(quote),
+        "runtimeData": {"data": b64url(runtime), "dataType": "JSON"},
+    }
+    body.update(extra)
+    return body
+
+
+SignerKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+
+def policy_signer(
+    name: str = "policy signer",
+    *,
+    key: SignerKey | None = None,
+    serial: int | None = None,
+    days: int = 1,
+) -> tuple[SignerKey, x509.Certificate]:
+    """A self-signed policy signer certificate for ``key`` (default: a fresh RSA-2048 key), valid
+    from a day ago for ``days`` days from now; a random serial number unless ``serial``."""
+    key = key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number() if serial is None else serial)
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=days))
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
 
 
 @dataclass
@@ -44,15 +97,23 @@ class Sim:
         return runtime_data_for_key({**self.enclave_key.as_dict(private=False), "kid": "ek"})[1]
 
     def body(self, quote: bytes | None = None, **extra: Any) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "quote": b64url(quote if quote is not None else self.quote()),
-            "runtimeData": {"data": b64url(self.runtime), "dataType": "JSON"},
-        }
-        body.update(extra)
-        return body
+        return attest_body(quote if quote is not None else self.quote(), self.runtime, **extra)
 
 
 ServiceFactory = Callable[..., AttestationService]
+#: ``serve_https(tmp, make_service)``: see the fixture in conftest.py.
+HttpsService = Callable[
+    [Path, Callable[[str], AttestationService]], AbstractContextManager[tuple[str, str]]
+]
+
+
+class SdkCredential:
+    """The Azure SDK insists on an AAD credential; attestation itself needs none."""
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        from azure.core.credentials import AccessToken
+
+        return AccessToken("unused", int(time.time()) + 3600)
 
 
 @dataclass

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from attestation_testlib import ISSUER, SIM_ISSUER, ServiceFactory, Sim
+import trustme
+from attestation_testlib import ISSUER, SIM_ISSUER, HttpsService, ServiceFactory, Sim
 from joserfc.jwk import RSAKey
 
 from confnode.attestation import AttestationService, KeyStore, PolicyStore
@@ -106,3 +109,38 @@ def _client(service: AttestationService) -> httpx.AsyncClient:
 @pytest.fixture
 def client_for() -> Callable[[AttestationService], httpx.AsyncClient]:
     return _client
+
+
+@pytest.fixture(scope="session")
+def serve_https(serve_app: Callable[..., AbstractContextManager[str]]) -> HttpsService:
+    """``with serve_https(tmp, make_service) as (url, ca_file):`` the service
+    ``make_service(url)`` builds, over HTTPS on loopback (uvicorn thread) with a throwaway CA
+    (trustme) whose certificate is ``ca_file``."""
+
+    @contextmanager
+    def serve(
+        tmp: Path, make_service: Callable[[str], AttestationService]
+    ) -> Iterator[tuple[str, str]]:
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1")
+        cert_file, key_file, ca_file = tmp / "tls.crt", tmp / "tls.key", tmp / "ca.pem"
+        cert.cert_chain_pems[0].write_to_path(str(cert_file))
+        cert.private_key_pem.write_to_path(str(key_file))
+        ca.cert_pem.write_to_path(str(ca_file))
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        try:
+            service = make_service(f"https://127.0.0.1:{sock.getsockname()[1]}")
+            with serve_app(
+                service.app(),
+                sock=sock,
+                ssl_certfile=str(cert_file),
+                ssl_keyfile=str(key_file),
+                access_log=False,
+                lifespan="off",
+            ) as url:
+                yield url, str(ca_file)
+        finally:
+            sock.close()
+
+    return serve

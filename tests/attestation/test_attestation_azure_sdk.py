@@ -7,18 +7,12 @@ only told the endpoint and which CA to trust, and validates the token with its o
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
-import trustme
-import uvicorn
-from attestation_testlib import Sim
+from attestation_testlib import HttpsService, SdkCredential, Sim
 from click.testing import CliRunner
 
 from confnode.attestation import AttestationService, KeyStore, PolicyStore
@@ -31,80 +25,45 @@ from confnode.tokens import KeyDirectory
 azure_attestation = pytest.importorskip("azure.security.attestation")
 
 
-class _Credential:
-    """The SDK insists on an AAD credential; attestation itself needs none."""
-
-    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
-        from azure.core.credentials import AccessToken
-
-        return AccessToken("unused", int(time.time()) + 3600)
-
-
 @pytest.fixture(scope="module")
-def https_service(tmp_path_factory: pytest.TempPathFactory, sim: Sim) -> Iterator[tuple[str, str]]:
+def https_service(
+    tmp_path_factory: pytest.TempPathFactory, sim: Sim, serve_https: HttpsService
+) -> Iterator[tuple[str, str]]:
     tmp = tmp_path_factory.mktemp("https")
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1")
-    cert_file, key_file, ca_file = tmp / "tls.crt", tmp / "tls.key", tmp / "ca.pem"
-    cert.cert_chain_pems[0].write_to_path(str(cert_file))
-    cert.private_key_pem.write_to_path(str(key_file))
-    ca.cert_pem.write_to_path(str(ca_file))
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    url = f"https://127.0.0.1:{port}"
     collateral = sim.platform.collateral(datetime.now(UTC))
     keys = tmp / "keys"
-    created = CliRunner().invoke(
-        main_group,
-        [
-            "attestation",
-            "new-key",
-            "cli-key",
-            "--keys-dir",
-            str(keys),
-            "--authority",
-            url,
-            "--allow-simulated",
-        ],
-    )
-    assert created.exit_code == 0, created.output
 
     def lookup(quote: Quote) -> Collateral:
         return collateral
 
-    service = AttestationService(
-        appraiser=DcapAppraiser(lookup, extra_root=sim.platform.root_certificate()),
-        ring=KeyDirectory(tmp / "signing").load_or_create(url, datetime.now(UTC)),
-        issuer=url,
-        policies=PolicyStore(),
-        keys=KeyStore(keys, url),
-        # The SDK's administration client uploads unsigned policies unless given a signing key.
-        insecure_unsigned_policy_changes=True,
-        allow_simulated=True,
-    )
-    config = uvicorn.Config(
-        service.app(),
-        ssl_certfile=str(cert_file),
-        ssl_keyfile=str(key_file),
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield url, str(ca_file)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    def make_service(url: str) -> AttestationService:
+        created = CliRunner().invoke(
+            main_group,
+            [
+                "attestation",
+                "new-key",
+                "cli-key",
+                "--keys-dir",
+                str(keys),
+                "--authority",
+                url,
+                "--allow-simulated",
+            ],
+        )
+        assert created.exit_code == 0, created.output
+        return AttestationService(
+            appraiser=DcapAppraiser(lookup, extra_root=sim.platform.root_certificate()),
+            ring=KeyDirectory(tmp / "signing").load_or_create(url, datetime.now(UTC)),
+            issuer=url,
+            policies=PolicyStore(),
+            keys=KeyStore(keys, url),
+            # The SDK's administration client uploads unsigned policies unless given a signing key.
+            insecure_unsigned_policy_changes=True,
+            allow_simulated=True,
+        )
+
+    with serve_https(tmp, make_service) as served:
+        yield served
 
 
 def test_azure_sdk_attests_simulated_quote_and_validates_token(
@@ -113,7 +72,7 @@ def test_azure_sdk_attests_simulated_quote_and_validates_token(
     from azure.security.attestation import AttestationClient
 
     url, ca_file = https_service
-    client = AttestationClient(url, _Credential(), connection_verify=ca_file)
+    client = AttestationClient(url, SdkCredential(), connection_verify=ca_file)
     with client:
         result, token = client.attest_sgx_enclave(
             sim.quote(),
@@ -152,7 +111,7 @@ def test_azure_sdk_rejects_a_token_signed_by_another_key(
     url, ca_file = https_service
     stranger = KeyDirectory(tmp_path).load_or_create(url, datetime.now(UTC))
     forged = TokenIssuer(stranger, url).sign({"x-ms-ver": "1.0"}, datetime.now(UTC))
-    with AttestationClient(url, _Credential(), connection_verify=ca_file) as client:
+    with AttestationClient(url, SdkCredential(), connection_verify=ca_file) as client:
         signers = client.get_signing_certificates()
     token = AttestationToken(token=forged, body_type=AttestationResult)
     with pytest.raises(AttestationTokenValidationException, match="Could not find the certificate"):
@@ -169,7 +128,7 @@ def test_azure_sdk_draft_policy_returns_unsecured_token(
         "version=1.0; authorizationrules { => permit(); }; "
         'issuancerules { c:[type=="x-ms-sgx-svn"] => issue(type="draft-svn", value=c.value); };'
     )
-    with AttestationClient(url, _Credential(), connection_verify=ca_file) as client:
+    with AttestationClient(url, SdkCredential(), connection_verify=ca_file) as client:
         _, token = client.attest_sgx_enclave(
             sim.quote(), runtime_json=sim.runtime, draft_policy=draft
         )
@@ -191,13 +150,13 @@ def test_azure_sdk_administration_client_sets_gets_and_resets_policy(
         "version=1.0; authorizationrules { => permit(); }; "
         'issuancerules { c:[type=="x-ms-sgx-mrsigner"] => issue(type="signer", value=c.value); };'
     )
-    with AttestationAdministrationClient(url, _Credential(), connection_verify=ca_file) as admin:
+    with AttestationAdministrationClient(url, SdkCredential(), connection_verify=ca_file) as admin:
         try:
             result, _ = admin.set_policy(AttestationType.SGX_ENCLAVE, policy)
             assert result.policy_resolution == "Updated"
             current, _ = admin.get_policy(AttestationType.SGX_ENCLAVE)
             assert current == policy
-            with AttestationClient(url, _Credential(), connection_verify=ca_file) as client:
+            with AttestationClient(url, SdkCredential(), connection_verify=ca_file) as client:
                 _, token = client.attest_sgx_enclave(sim.quote(), runtime_json=sim.runtime)
             assert token._body["signer"] == sim.platform.enclave().identity.mr_signer.hex()
         finally:

@@ -11,23 +11,29 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import socket
 import struct
-import threading
-import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
-import trustme
-import uvicorn
-from attestation_testlib import ADMIN, ATTEST, ServiceFactory, Sim, admin_reviews, b64url
+from attestation_testlib import (
+    ADMIN,
+    ATTEST,
+    HttpsService,
+    SdkCredential,
+    ServiceFactory,
+    SignerKey,
+    Sim,
+    admin_reviews,
+    b64url,
+    policy_signer,
+    token_payload,
+)
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -43,12 +49,6 @@ ClientFor = Callable[[AttestationService], httpx.AsyncClient]
 PERMIT = "version=1.0; authorizationrules { => permit(); };"
 
 
-def _payload(token: str) -> dict[str, Any]:
-    part = token.split(".")[1]
-    decoded: dict[str, Any] = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
-    return decoded
-
-
 def _binary_quote(sim: Sim, data: bytes, *, debug: bool = False) -> bytes:
     """A quote binding ``data`` as MAA's Binary runtime data: SHA-256 in report_data[0:32]."""
     return sim.quote(debug=debug, report_data=hashlib.sha256(data).digest() + bytes(32))
@@ -59,21 +59,9 @@ def _oe_report(quote: bytes) -> bytes:
     return struct.pack("<IIQ", 1, 2, len(quote)) + quote
 
 
-def _signer(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | None = None) -> x509.Certificate:
-    """A self-signed policy signer certificate (for ``key``, or a fresh one)."""
-    key = key or ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "policy signer")])
-    now = datetime.now(UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
+def _signer(key: SignerKey | None = None) -> x509.Certificate:
+    """A self-signed policy signer certificate (for ``key``, or a fresh EC one)."""
+    return policy_signer(key=key or ec.generate_private_key(ec.SECP256R1()), days=30)[1]
 
 
 # -- the Azure SDK over HTTPS -----------------------------------------------------------------
@@ -81,68 +69,35 @@ def _signer(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | None = None) -
 azure_attestation = pytest.importorskip("azure.security.attestation")
 
 
-class _Credential:
-    """The SDK insists on an AAD credential; attestation itself needs none."""
-
-    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
-        from azure.core.credentials import AccessToken
-
-        return AccessToken("unused", int(time.time()) + 3600)
-
-
 SIGNER = _signer()
 
 
 @pytest.fixture(scope="module")
-def sdk_service(tmp_path_factory: pytest.TempPathFactory, sim: Sim) -> Iterator[tuple[str, str]]:
+def sdk_service(
+    tmp_path_factory: pytest.TempPathFactory, sim: Sim, serve_https: HttpsService
+) -> Iterator[tuple[str, str]]:
     """The service over HTTPS on loopback (uvicorn thread), with one policy signer configured."""
     tmp = tmp_path_factory.mktemp("maa-wire")
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1")
-    cert_file, key_file, ca_file = tmp / "tls.crt", tmp / "tls.key", tmp / "ca.pem"
-    cert.cert_chain_pems[0].write_to_path(str(cert_file))
-    cert.private_key_pem.write_to_path(str(key_file))
-    ca.cert_pem.write_to_path(str(ca_file))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    url = f"https://127.0.0.1:{sock.getsockname()[1]}"
     collateral = sim.platform.collateral(datetime.now(UTC))
 
     def lookup(quote: Quote) -> Collateral:
         return collateral
 
-    (tmp / "keys").mkdir()
-    service = AttestationService(
-        appraiser=DcapAppraiser(lookup, extra_root=sim.platform.root_certificate()),
-        ring=KeyDirectory(tmp / "signing").load_or_create(url, datetime.now(UTC)),
-        issuer=url,
-        policies=PolicyStore(),
-        keys=KeyStore(tmp / "keys", url),
-        signers=(SIGNER,),
-        insecure_unsigned_policy_changes=True,  # no caller authentication in this fixture
-        allow_simulated=True,
-    )
-    config = uvicorn.Config(
-        service.app(),
-        ssl_certfile=str(cert_file),
-        ssl_keyfile=str(key_file),
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield url, str(ca_file)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    def make_service(url: str) -> AttestationService:
+        (tmp / "keys").mkdir()
+        return AttestationService(
+            appraiser=DcapAppraiser(lookup, extra_root=sim.platform.root_certificate()),
+            ring=KeyDirectory(tmp / "signing").load_or_create(url, datetime.now(UTC)),
+            issuer=url,
+            policies=PolicyStore(),
+            keys=KeyStore(tmp / "keys", url),
+            signers=(SIGNER,),
+            insecure_unsigned_policy_changes=True,  # no caller authentication in this fixture
+            allow_simulated=True,
+        )
+
+    with serve_https(tmp, make_service) as served:
+        yield served
 
 
 def test_sdk_reads_legacy_claims_as_maa_emits_them(sdk_service: tuple[str, str], sim: Sim) -> None:
@@ -153,7 +108,7 @@ def test_sdk_reads_legacy_claims_as_maa_emits_them(sdk_service: tuple[str, str],
 
     url, ca_file = sdk_service
     data = b"enclave held data"
-    with AttestationClient(url, _Credential(), connection_verify=ca_file) as client:
+    with AttestationClient(url, SdkCredential(), connection_verify=ca_file) as client:
         result, token = client.attest_sgx_enclave(_binary_quote(sim, data), runtime_data=data)
     assert result.enclave_held_data == data
     legacy = AttestationResult.deserialize(token._body)
@@ -171,7 +126,7 @@ def test_sdk_attests_an_open_enclave_report(sdk_service: tuple[str, str], sim: S
     from azure.security.attestation import AttestationClient
 
     url, ca_file = sdk_service
-    with AttestationClient(url, _Credential(), connection_verify=ca_file) as client:
+    with AttestationClient(url, SdkCredential(), connection_verify=ca_file) as client:
         result, _ = client.attest_open_enclave(_oe_report(sim.quote()), runtime_json=sim.runtime)
     assert result.mr_enclave == sim.platform.enclave().identity.mr_enclave.hex()
     assert result.runtime_claims["keys"][0]["kid"] == "ek"
@@ -188,7 +143,7 @@ def test_sdk_failed_evidence_is_not_an_authentication_error(
     url, ca_file = sdk_service
     quote = bytearray(sim.quote())
     quote[48 + 320] ^= 1  # report_data[0] in the signed quote body: the signature fails
-    with AttestationClient(url, _Credential(), connection_verify=ca_file) as client:
+    with AttestationClient(url, SdkCredential(), connection_verify=ca_file) as client:
         with pytest.raises(HttpResponseError) as info:
             client.attest_sgx_enclave(bytes(quote), runtime_json=sim.runtime)
     assert not isinstance(info.value, ClientAuthenticationError)
@@ -205,7 +160,7 @@ def test_sdk_policy_denial_is_policy_evaluation_error(
 
     url, ca_file = sdk_service
     draft = "version=1.0; authorizationrules { => deny(); };"
-    with AttestationClient(url, _Credential(), connection_verify=ca_file) as client:
+    with AttestationClient(url, SdkCredential(), connection_verify=ca_file) as client:
         with pytest.raises(HttpResponseError) as info:
             client.attest_sgx_enclave(sim.quote(), runtime_json=sim.runtime, draft_policy=draft)
     assert info.value.status_code == 400
@@ -216,7 +171,7 @@ def test_sdk_lists_policy_management_certificates(sdk_service: tuple[str, str]) 
     from azure.security.attestation import AttestationAdministrationClient
 
     url, ca_file = sdk_service
-    with AttestationAdministrationClient(url, _Credential(), connection_verify=ca_file) as admin:
+    with AttestationAdministrationClient(url, SdkCredential(), connection_verify=ca_file) as admin:
         chains, _ = admin.get_policy_management_certificates()
     expected = SIGNER.public_bytes(serialization.Encoding.PEM).decode()
     assert [[pem.strip() for pem in chain] for chain in chains] == [[expected.strip()]]
@@ -233,7 +188,7 @@ def test_sdk_cannot_add_policy_management_certificates(sdk_service: tuple[str, s
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
     new = _signer(key).public_bytes(serialization.Encoding.PEM).decode()
-    with AttestationAdministrationClient(url, _Credential(), connection_verify=ca_file) as admin:
+    with AttestationAdministrationClient(url, SdkCredential(), connection_verify=ca_file) as admin:
         with pytest.raises(HttpResponseError) as info:
             admin.add_policy_management_certificate(
                 new, signing_key=key_pem, signing_certificate=new
@@ -263,7 +218,7 @@ async def test_pascal_case_body_of_azure_samples_validatequotes(
         headers={"Content-Type": "application/json; charset=utf-8"},
     )
     assert response.status_code == 200, response.text
-    claims = _payload(response.json()["token"])
+    claims = token_payload(response.json()["token"])
     assert claims["x-ms-sgx-ehd"] == b64url(data)
 
 
@@ -280,7 +235,7 @@ async def test_2018_preview_route_and_body_of_intel_sdk_sample(
         headers={"Content-Type": "text/plain; charset=utf-8", "Authorization": "Bearer aad"},
     )
     assert response.status_code == 200, response.text
-    claims = _payload(json.loads(response.text.strip('"'))["token"])
+    claims = token_payload(json.loads(response.text.strip('"'))["token"])
     identity = sim.platform.enclave().identity
     assert claims["maa-ehd"] == b64url(data)
     assert claims["is-debuggable"] is False
@@ -307,7 +262,7 @@ async def test_member_given_in_two_cases_is_refused(client: httpx.AsyncClient, s
 
 async def test_nonce_is_echoed_as_rp_data_too(client: httpx.AsyncClient, sim: Sim) -> None:
     response = await client.post(ATTEST, json=sim.body(nonce="n-1"))
-    claims = _payload(response.json()["token"])
+    claims = token_payload(response.json()["token"])
     assert claims["nonce"] == claims["rp_data"] == "n-1"
 
 
@@ -316,7 +271,7 @@ async def test_policy_cannot_issue_legacy_claim_names(client: httpx.AsyncClient,
     draft = f'{PERMIT} issuancerules {{ => issue(type="rp_data", value="forged"); }};'
     response = await client.post(ATTEST, json=sim.body(draftPolicyForAttestation=draft))
     assert response.status_code == 200, response.text
-    assert "rp_data" not in _payload(response.json()["token"])
+    assert "rp_data" not in token_payload(response.json()["token"])
 
 
 @pytest.mark.parametrize("debug", [True, False])
@@ -336,7 +291,7 @@ async def test_policies_can_use_legacy_incoming_claim_names(
         assert "rule 1" in response.json()["error"]["message"]
         return
     assert response.status_code == 200, response.text
-    claims = _payload(response.json()["token"])
+    claims = token_payload(response.json()["token"])
     assert claims["signer"] == sim.platform.enclave().identity.mr_signer.hex()
     assert claims["kind"] == claims["x-ms-attestation-type"]
 
@@ -384,7 +339,7 @@ async def test_certificates_need_an_authenticated_caller(
     assert (await http.get("/certificates")).status_code == 401
     response = await http.get("/certificates", headers=ADMIN)
     assert response.status_code == 200
-    (key,) = _payload(response.json()["token"])["x-ms-policy-certificates"]["keys"]
+    (key,) = token_payload(response.json()["token"])["x-ms-policy-certificates"]["keys"]
     assert base64.b64decode(key["x5c"][0]) == SIGNER.public_bytes(serialization.Encoding.DER)
     refused = await http.post("/certificates:remove", headers=ADMIN, content="x.y.z")
     assert refused.status_code == 403

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import threading
 from collections.abc import Callable
@@ -11,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from attestation_testlib import ATTEST, ServiceFactory, Sim
+from attestation_testlib import ATTEST, ServiceFactory, Sim, token_payload
 
 from confnode.attestation import AttestationService
 from confnode.attestation._app import MAX_TRACE_BYTES
@@ -19,12 +18,6 @@ from confnode.policy import MAX_PRODUCED, MAX_PRODUCED_BYTES
 
 ClientFor = Callable[[AttestationService], httpx.AsyncClient]
 PERMIT = "version=1.0; authorizationrules { => permit(); };"
-
-
-def _payload(token: str) -> dict[str, Any]:
-    part = token.split(".")[1]
-    decoded: dict[str, Any] = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
-    return decoded
 
 
 async def test_claim_copying_rules_are_refused_not_amplified(
@@ -60,7 +53,7 @@ async def test_trace_is_bounded_and_returned_once(client: httpx.AsyncClient, sim
     assert len(trace) < 501
     assert "more rule(s) not shown" in trace[-1]["truncated"]
     assert len(json.dumps(trace)) < 2 * MAX_TRACE_BYTES
-    assert "x-confnode-policy-trace" not in _payload(body["token"])  # in the body only
+    assert "x-confnode-policy-trace" not in token_payload(body["token"])  # in the body only
 
 
 async def test_trace_entries_clip_huge_rule_text(client: httpx.AsyncClient, sim: Sim) -> None:

@@ -6,7 +6,6 @@ import base64
 import json
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +16,14 @@ from attestation_testlib import (
     ADMIN_TOKEN,
     FakeReviews,
     ServiceFactory,
+    SignerKey,
     admin_reviews,
     b64url,
+    policy_signer,
 )
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives.asymmetric import padding
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -47,21 +47,8 @@ OLDER = "version=1.0; authorizationrules { => deny(); }; issuancerules { };"
 PATH = "/policies/SgxEnclave"
 
 
-def _signer() -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "policy signer")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(7)
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert
+def _signer() -> tuple[SignerKey, x509.Certificate]:
+    return policy_signer(serial=7)
 
 
 SIGNER = _signer()

@@ -20,13 +20,15 @@ from attestation_testlib import (
     ISSUER,
     SIM_ISSUER,
     ServiceFactory,
+    SignerKey,
     Sim,
     admin_reviews,
     b64url,
+    policy_signer,
 )
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -337,21 +339,8 @@ async def test_draft_policy_syntax_error_has_line_and_column(
 # -- policy management ------------------------------------------------------------------------
 
 
-def _signer(tmp_name: str = "policy signer") -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, tmp_name)])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert
+def _signer(tmp_name: str = "policy signer") -> tuple[SignerKey, x509.Certificate]:
+    return policy_signer(tmp_name, serial=1)
 
 
 def _signed_jws(policy: str, key: Any, cert: x509.Certificate, alg: str = "RS256") -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from attestation_testlib import ISSUER, SIM_ISSUER, b64url
+from attestation_testlib import ISSUER, SIM_ISSUER, attest_body, b64url, token_payload
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -48,8 +48,7 @@ AT = datetime(2026, 3, 14, 15, 9, 26, tzinfo=UTC)
 
 
 def _claims(response: httpx.Response) -> dict[str, Any]:
-    payload = response.json()["token"].split(".")[1]
-    return dict(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
+    return token_payload(response.json()["token"])
 
 
 class Td:
@@ -67,13 +66,15 @@ class Td:
             self.tdx.td_report(fields.pop("report_data", self.report_data), **fields)
         )
 
+    def sgx_quote(self) -> bytes:
+        """An SGX quote from the TDX host's SGX platform, with the same report_data."""
+        platform = self.tdx.platform
+        return platform.quote(
+            platform.enclave().report(platform.quoting_enclave.target_info(), self.report_data)
+        )
+
     def body(self, quote: bytes | None = None, **extra: Any) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "quote": b64url(quote if quote is not None else self.quote()),
-            "runtimeData": {"data": b64url(self.runtime), "dataType": "JSON"},
-        }
-        body.update(extra)
-        return body
+        return attest_body(quote if quote is not None else self.quote(), self.runtime, **extra)
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +111,12 @@ def td_keys_dir(tmp_path: Path, tdx_hosts: Callable[..., SimTdxPlatform]) -> Pat
     policy = {"version": "1.0.0", "anyOf": [{"authority": SIM_ISSUER, "allOf": conditions}]}
     (directory / "td-app.policy.json").write_text(json.dumps(policy))
     return directory
+
+
+@pytest.fixture
+def td(tdx_hosts: Callable[..., SimTdxPlatform], td_key: RSAKey) -> Td:
+    """A TD on the up-to-date simulated TDX host."""
+    return Td(tdx_hosts(), td_key)
 
 
 ServiceFor = Callable[..., AttestationService]
@@ -162,11 +169,10 @@ def sim_client(
 
 async def test_a_simulated_td_gets_maa_tdx_claims(
     sim_client: Callable[..., httpx.AsyncClient],
+    td: Td,
     tdx_hosts: Callable[..., SimTdxPlatform],
-    td_key: RSAKey,
     ring: KeyRing,
 ) -> None:
-    td = Td(tdx_hosts(), td_key)
     rtmr2 = hashlib.sha384(b"kernel command line").digest()
     quote = td.quote(rtmrs=(bytes(48), bytes(48), rtmr2, bytes(48)))
     body = parse_quote(quote).body
@@ -207,10 +213,9 @@ async def test_a_simulated_td_gets_maa_tdx_claims(
 
 async def test_a_td15_quote_adds_its_fields(
     sim_client: Callable[..., httpx.AsyncClient],
+    td: Td,
     tdx_hosts: Callable[..., SimTdxPlatform],
-    td_key: RSAKey,
 ) -> None:
-    td = Td(tdx_hosts(), td_key)
     async with sim_client() as client:
         response = await client.post(TDX, json=td.body(td.quote(td15=True)))
     assert response.status_code == 200, response.text
@@ -282,10 +287,8 @@ async def test_revoked_and_unknown_platforms_fail_attestation(
 
 async def test_runtime_data_must_match_the_report_data(
     sim_client: Callable[..., httpx.AsyncClient],
-    tdx_hosts: Callable[..., SimTdxPlatform],
-    td_key: RSAKey,
+    td: Td,
 ) -> None:
-    td = Td(tdx_hosts(), td_key)
     async with sim_client() as client:
         response = await client.post(TDX, json=td.body(td.quote(report_data=b"other")))
     assert response.status_code == 400
@@ -294,10 +297,8 @@ async def test_runtime_data_must_match_the_report_data(
 
 async def test_init_time_data_binds_mrconfigid(
     sim_client: Callable[..., httpx.AsyncClient],
-    tdx_hosts: Callable[..., SimTdxPlatform],
-    td_key: RSAKey,
+    td: Td,
 ) -> None:
-    td = Td(tdx_hosts(), td_key)
     init = json.dumps({"policy": "allow-all"}).encode()
     quote = td.quote(mr_config_id=hashlib.sha384(init).digest())
     init_time = {"data": b64url(init), "dataType": "JSON"}
@@ -312,10 +313,9 @@ async def test_init_time_data_binds_mrconfigid(
 
 async def test_a_draft_policy_on_td_claims(
     sim_client: Callable[..., httpx.AsyncClient],
+    td: Td,
     tdx_hosts: Callable[..., SimTdxPlatform],
-    td_key: RSAKey,
 ) -> None:
-    td = Td(tdx_hosts(), td_key)
     mr_td = tdx_hosts().td_report().mr_td.hex()
     draft = f"""version=1.0;
 authorizationrules {{
@@ -361,10 +361,9 @@ issuancerules { };"""
 
 async def test_key_release_to_a_td_bound_key(
     sim_client: Callable[..., httpx.AsyncClient],
-    tdx_hosts: Callable[..., SimTdxPlatform],
+    td: Td,
     td_key: RSAKey,
 ) -> None:
-    td = Td(tdx_hosts(), td_key)
     async with sim_client() as client:
         token = (await client.post(TDX, json=td.body())).json()["token"]
         released = await client.post("/keys/td-app/release", json={"target": token})
@@ -395,12 +394,9 @@ async def test_new_key_with_mrtd_releases_to_that_td_only(
         )  # fmt: skip
         assert created.exit_code == 0, created.output
     service = service_for(host.collateral(AT), host.root_certificate(), keys=KeyStore(keys, ISSUER))
-    platform = host.platform
-    sgx_quote = platform.quote(
-        platform.enclave().report(platform.quoting_enclave.target_info(), td.report_data)
-    )
+    sgx_quote = td.sgx_quote()
     other_rtmrs = (report.rt_mr[0], bytes(48), report.rt_mr[2], report.rt_mr[3])
-    async with _client(service_for(platform.collateral(AT), host.root_certificate())) as sgx:
+    async with _client(service_for(host.platform.collateral(AT), host.root_certificate())) as sgx:
         sgx_token = await sgx.post(SGX, json=td.body(sgx_quote))  # same issuer and signing key
     assert sgx_token.status_code == 200, sgx_token.text
     async with _client(service) as client:
@@ -451,11 +447,8 @@ issuancerules {
     => issue(type="tdx_mrservicetd", value="00");
     => issue(type="kept", value="yes");
 };"""
-    platform = host.platform
-    sgx_quote = platform.quote(
-        platform.enclave().report(platform.quoting_enclave.target_info(), td.report_data)
-    )
-    async with _client(service_for(platform.collateral(AT), host.root_certificate())) as sgx:
+    sgx_quote = td.sgx_quote()
+    async with _client(service_for(host.platform.collateral(AT), host.root_certificate())) as sgx:
         sgx_token = await sgx.post(SGX, json=td.body(sgx_quote, draftPolicyForAttestation=forge))
     async with sim_client() as client:
         td_token = await client.post(TDX, json=td.body(draftPolicyForAttestation=forge))
@@ -487,14 +480,9 @@ def test_new_key_refuses_bad_td_options(tmp_path: Path, args: list[str], needle:
 
 async def test_sgx_and_tdx_quotes_only_on_their_own_routes(
     sim_client: Callable[..., httpx.AsyncClient],
-    tdx_hosts: Callable[..., SimTdxPlatform],
-    td_key: RSAKey,
+    td: Td,
 ) -> None:
-    td = Td(tdx_hosts(), td_key)
-    platform = tdx_hosts().platform
-    sgx_quote = platform.quote(
-        platform.enclave().report(platform.quoting_enclave.target_info(), td.report_data)
-    )
+    sgx_quote = td.sgx_quote()
     async with sim_client() as client:
         sgx_on_tdx = await client.post(TDX, json=td.body(sgx_quote))
         tdx_on_sgx = await client.post("/attest/SgxEnclave?api-version=2022-08-01", json=td.body())
@@ -509,24 +497,25 @@ async def test_sgx_and_tdx_quotes_only_on_their_own_routes(
     assert tdx_on_oe.status_code == 400 and "expected an SGX quote" in tdx_on_oe.text
 
 
-async def test_simulated_tds_are_refused_unless_allowed(
-    service_for: ServiceFor, tdx_hosts: Callable[..., SimTdxPlatform], td_key: RSAKey
+@pytest.mark.parametrize(
+    ("options", "needle"),
+    [
+        ({"allow_simulated": False}, "simulated"),  # simulated TDs are refused unless allowed
+        ({"td_appraiser": None}, "not enabled"),  # without a TD appraiser TdxVm is not enabled
+    ],
+)
+async def test_a_service_that_cannot_attest_simulated_tds_refuses_them(
+    service_for: ServiceFor,
+    tdx_hosts: Callable[..., SimTdxPlatform],
+    td_key: RSAKey,
+    options: dict[str, Any],
+    needle: str,
 ) -> None:
     host = tdx_hosts()
-    service = service_for(host.collateral(AT), host.root_certificate(), allow_simulated=False)
+    service = service_for(host.collateral(AT), host.root_certificate(), **options)
     async with _client(service) as client:
         response = await client.post(TDX, json=Td(host, td_key).body())
-    assert response.status_code == 400 and "simulated" in response.json()["error"]["message"]
-
-
-async def test_without_a_td_appraiser_tdxvm_is_not_enabled(
-    service_for: ServiceFor, tdx_hosts: Callable[..., SimTdxPlatform], td_key: RSAKey
-) -> None:
-    host = tdx_hosts()
-    service = service_for(host.collateral(AT), host.root_certificate(), td_appraiser=None)
-    async with _client(service) as client:
-        response = await client.post(TDX, json=Td(host, td_key).body())
-    assert response.status_code == 400 and "not enabled" in response.json()["error"]["message"]
+    assert response.status_code == 400 and needle in response.json()["error"]["message"]
 
 
 async def test_an_untrusted_root_is_refused_before_any_collateral_fetch(
@@ -656,12 +645,10 @@ def test_td_claims_mirror_the_td_report(
 
 async def test_tdxvm_policies_are_checked_against_the_td_claim_types(
     sim_client: Callable[..., httpx.AsyncClient],
-    tdx_hosts: Callable[..., SimTdxPlatform],
-    td_key: RSAKey,
+    td: Td,
 ) -> None:
     """A deny rule comparing a Boolean TD claim with a string never fires: it failed open (a
     debug TD got a token) until TdxVm policies were parsed with the TD claims' types."""
-    td = Td(tdx_hosts(), td_key)
     slip = """version=1.0;
 authorizationrules { [type=="tdx_td_attributes_debug", value=="true"] => deny(); => permit(); };"""
     case = slip.replace("tdx_td_attributes_debug", "TDX_TD_ATTRIBUTES_DEBUG")

@@ -3,12 +3,9 @@ routes, CRLs from ``/sgx``) or from offline bundles, and a TdxVm policy file of 
 
 from __future__ import annotations
 
-import base64
 import json
-import threading
-import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,8 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from attestation_testlib import b64url
+from attestation_testlib import b64url, token_payload
 from cryptography import x509
 
 from confnode.attestation import unsigned_policy_jws
@@ -37,29 +33,11 @@ def platform() -> SimPlatform:
 
 
 @pytest.fixture(scope="module")
-def pccs(platform: SimPlatform) -> Iterator[str]:
-    with _serve_pccs(platform) as url:
+def pccs(
+    platform: SimPlatform, serve_app: Callable[..., AbstractContextManager[str]]
+) -> Iterator[str]:
+    with serve_app(create_app(platform)) as url:
         yield url
-
-
-@contextmanager
-def _serve_pccs(platform: SimPlatform) -> Iterator[str]:
-    """The simulated PCCS for ``platform`` on a loopback port (its base URL)."""
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(platform), host="127.0.0.1", port=0, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def _settings(tmp_path: Path, platform: SimPlatform, **kwargs: Any) -> Settings:
@@ -77,11 +55,6 @@ def _settings(tmp_path: Path, platform: SimPlatform, **kwargs: Any) -> Settings:
     return Settings(**options)
 
 
-def _claims(token: str) -> dict[str, Any]:
-    payload = token.split(".")[1]
-    return dict(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
-
-
 async def _attest(settings: Settings, quote: bytes) -> httpx.Response:
     app = build_service(settings).app()
     transport = httpx.ASGITransport(app=app)
@@ -96,14 +69,16 @@ async def test_serve_attests_a_td_with_collateral_from_the_pccs(
     settings = _settings(tmp_path, platform, pccs_url=pccs, collateral_dir=str(tmp_path / "c"))
     response = await _attest(settings, tdx.quote(tdx.td_report(b"served")))
     assert response.status_code == 200, response.text
-    claims = _claims(response.json()["token"])
+    claims = token_payload(response.json()["token"])
     assert claims["attester_tcb_status"] == "SWHardeningNeeded"
     assert claims["x-confnode-fmspc"] == tdx.fmspc.hex().upper()
     # The TDX collateral is cached apart from the SGX collateral.
     assert list((tmp_path / "c" / "tdx").iterdir())
 
 
-async def test_a_revoked_td_pck_is_on_the_pccs_crl_and_refused(tmp_path: Path) -> None:
+async def test_a_revoked_td_pck_is_on_the_pccs_crl_and_refused(
+    tmp_path: Path, serve_app: Callable[..., AbstractContextManager[str]]
+) -> None:
     """The simulated PCCS serves one PCK CRL per CA for the whole host: it lists the TDX host's
     revoked PCK (Platform CA) even when the SGX platform's PCK is under the Processor CA. It
     used to be only in the TDX collateral bundle, so a TD on a revoked host attested through
@@ -111,7 +86,7 @@ async def test_a_revoked_td_pck_is_on_the_pccs_crl_and_refused(tmp_path: Path) -
     revoked = SimPlatform(seed="tdx revoked", ca="processor", revoked_pck=True)
     tdx = SimTdxPlatform(revoked)
     settings = _settings(tmp_path, revoked, collateral_dir=str(tmp_path / "c"))
-    with _serve_pccs(revoked) as url:
+    with serve_app(create_app(revoked)) as url:
         crl = httpx.get(
             f"{url}/sgx/certification/v4/pckcrl", params={"ca": "platform"}, trust_env=False
         )

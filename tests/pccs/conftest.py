@@ -1,14 +1,12 @@
-"""A simulated platform and its PCS/PCCS service on 127.0.0.1 (uvicorn in a thread)."""
+"""A simulated platform and its PCS/PCCS service on 127.0.0.1 (``serve_app``: uvicorn thread)."""
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 
 import pytest
-import uvicorn
 
 from confnode.pccs.server import create_app
 from confnode.sim import SimPlatform
@@ -27,18 +25,9 @@ def pccs_platform() -> SimPlatform:
 
 
 @pytest.fixture(scope="session")
-def live_pccs(pccs_platform: SimPlatform) -> Iterator[str]:
+def live_pccs(
+    pccs_platform: SimPlatform, serve_app: Callable[..., AbstractContextManager[str]]
+) -> Iterator[str]:
     """Base URL of the simulated PCCS, serving collateral as of ``PCCS_AT``."""
-    app = create_app(pccs_platform, clock=lambda: PCCS_AT)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_app(create_app(pccs_platform, clock=lambda: PCCS_AT)) as url:
+        yield url

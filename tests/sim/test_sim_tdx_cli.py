@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 
 import dcap_qvl
 import httpx
 import pytest
-import uvicorn
 from click.testing import CliRunner
 
 from confnode.cli import main_group
@@ -124,23 +122,14 @@ def test_td_quote_needs_a_platform(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def tdx_pccs(sim_at: datetime) -> Iterator[tuple[str, SimPlatform]]:
+def tdx_pccs(
+    sim_at: datetime, serve_app: Callable[..., AbstractContextManager[str]]
+) -> Iterator[tuple[str, SimPlatform]]:
     from confnode.pccs.server import create_app
 
     platform = SimPlatform(seed="tdx pccs", tcb="ConfigurationNeeded")
-    app = create_app(platform, clock=lambda: sim_at)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}", platform
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_app(create_app(platform, clock=lambda: sim_at)) as url:
+        yield url, platform
 
 
 def test_pccs_tdx_routes_serve_the_tdx_collateral(

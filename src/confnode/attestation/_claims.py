@@ -177,22 +177,34 @@ def parse_attest_request(body: Any, *, evidence: str = "quote") -> AttestRequest
     )
 
 
+def require_binding(member: str, data: bytes, bits: int, held: bytes, where: str) -> None:
+    """Raise :class:`BindingMismatch` unless SHA-``bits`` (256 or 384) of the request's
+    ``member`` is ``held``, the evidence's ``where``."""
+    digest = (hashlib.sha384 if bits == 384 else hashlib.sha256)(data).digest()
+    if not hmac.compare_digest(digest, held):
+        raise BindingMismatch(
+            f"SHA-{bits} of {member} is {digest.hex()}, but {where} is {held.hex()}"
+        )
+
+
 def check_bindings(request: AttestRequest, evidence: Evidence) -> None:
     """SHA-256(runtimeData) must be report_data[0:32]; SHA-256(initTimeData) CONFIGID[0:32]."""
     if request.runtime is not None:
-        digest = hashlib.sha256(request.runtime.data).digest()
-        if not hmac.compare_digest(digest, evidence.report_data[:32]):
-            raise BindingMismatch(
-                f"SHA-256 of runtimeData is {digest.hex()}, but the quote's report_data[0:32] "
-                f"is {evidence.report_data[:32].hex()}"
-            )
+        require_binding(
+            "runtimeData",
+            request.runtime.data,
+            256,
+            evidence.report_data[:32],
+            "the quote's report_data[0:32]",
+        )
     if request.init_time is not None:
-        digest = hashlib.sha256(request.init_time.data).digest()
-        if not hmac.compare_digest(digest, evidence.config_id[:32]):
-            raise BindingMismatch(
-                f"SHA-256 of initTimeData is {digest.hex()}, but the enclave's CONFIGID[0:32] "
-                f"is {evidence.config_id[:32].hex()}"
-            )
+        require_binding(
+            "initTimeData",
+            request.init_time.data,
+            256,
+            evidence.config_id[:32],
+            "the enclave's CONFIGID[0:32]",
+        )
 
 
 def evidence_claims(request: AttestRequest, evidence: Evidence) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from confnode.verify import (
     QuoteFormatUnsupported,
     UntrustedRoot,
     VerifiedQuote,
+    VerifiedTdQuote,
     verify_quote,
 )
 
@@ -102,8 +103,12 @@ def collateral_hashes(quote: bytes, collateral: Collateral) -> dict[str, str]:
     }
 
 
-class DcapAppraiser:
-    """Implements :class:`confnode.attestation.Appraiser` with real DCAP verification."""
+class DcapTrust:
+    """What the SGX and TD appraisers share: where collateral comes from and which roots count.
+
+    Intel's root always; the extra root only for quotes whose PCK chain ends in it (those are
+    verified against it and marked ``simulated``).
+    """
 
     def __init__(
         self,
@@ -119,6 +124,28 @@ class DcapAppraiser:
         )
         self._allow_expired = allow_expired_collateral
         self._roots = frozenset({INTEL_SGX_ROOT_CA_PUBLIC_KEY, *_root_points(extra_root)})
+        self._init_memos()
+
+    def _init_memos(self) -> None:
+        """Set up per-appraiser memos (none by default)."""
+
+    def _verify(
+        self, quote: Quote, collateral: Collateral, now: datetime, simulated: bool
+    ) -> VerifiedQuote | VerifiedTdQuote:
+        """Verify against Intel's root, or against the extra root for a ``simulated`` quote."""
+        return verify_quote(
+            quote,
+            collateral,
+            at=now,
+            trusted_root=self._extra_root if simulated else None,
+            allow_expired_collateral=self._allow_expired,
+        )
+
+
+class DcapAppraiser(DcapTrust):
+    """Implements :class:`confnode.attestation.Appraiser` with real DCAP verification."""
+
+    def _init_memos(self) -> None:
         self._chain_roots: OrderedDict[bytes, bool] = OrderedDict()
         self._trusted_chains: OrderedDict[bytes, bool] = OrderedDict()
         self._hashes: OrderedDict[int, tuple[Collateral, dict[str, str]]] = OrderedDict()
@@ -154,13 +181,8 @@ class DcapAppraiser:
         self, raw: bytes, collateral: Collateral, quote: Quote, now: datetime
     ) -> Evidence:
         simulated = self._uses_extra_root(quote)
-        verified = verify_quote(
-            quote,
-            collateral,
-            at=now,
-            trusted_root=self._extra_root if simulated else None,
-            allow_expired_collateral=self._allow_expired,
-        )  # a revoked platform raises QuoteRevoked: never attested
+        # A revoked platform raises QuoteRevoked: never attested.
+        verified = self._verify(quote, collateral, now, simulated)
         if not isinstance(verified, VerifiedQuote):  # _check_before_fetch admits SGX only
             raise QuoteFormatUnsupported("TDX quote on /attest/SgxEnclave; expected SGX")
         return self._evidence(raw, collateral, verified, simulated)

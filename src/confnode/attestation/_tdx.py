@@ -23,8 +23,6 @@ SHA-384(initTimeData) == MRCONFIGID, the convention Confidential Containers use 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,8 +31,8 @@ from typing import Any, Protocol
 
 from cryptography import x509
 
-from confnode.attestation._claims import AttestRequest, BindingMismatch
-from confnode.attestation._dcap import _chain_reaches, _root_points, _spki, collateral_hashes
+from confnode.attestation._claims import AttestRequest, require_binding
+from confnode.attestation._dcap import DcapTrust, _chain_reaches, _spki, collateral_hashes
 from confnode.attestation._policies import PolicyStore
 from confnode.collateral import Collateral
 from confnode.errors import InvalidCollateral, InvalidInput
@@ -42,12 +40,10 @@ from confnode.pccs import CollateralClient, Fetcher, FetchResponse, HttpxFetcher
 from confnode.policy import ClaimValue
 from confnode.sgx import EcdsaSigDataV4, Quote, parse_quote
 from confnode.verify import (
-    INTEL_SGX_ROOT_CA_PUBLIC_KEY,
     QuoteFormatUnsupported,
     UntrustedRoot,
     VerifiedTd,
     VerifiedTdQuote,
-    verify_quote,
 )
 
 #: The route's attestation type (``/attest/TdxVm``, ``/policies/TdxVm``).
@@ -163,19 +159,17 @@ def check_td_bindings(request: AttestRequest, evidence: TdEvidence) -> None:
     """SHA-256(runtimeData) must be report_data[0:32]; SHA-384(initTimeData) must be MRCONFIGID."""
     td = evidence.td
     if request.runtime is not None:
-        digest = hashlib.sha256(request.runtime.data).digest()
-        if not hmac.compare_digest(digest, td.report_data[:32]):
-            raise BindingMismatch(
-                f"SHA-256 of runtimeData is {digest.hex()}, but the TD's report_data[0:32] "
-                f"is {td.report_data[:32].hex()}"
-            )
+        require_binding(
+            "runtimeData",
+            request.runtime.data,
+            256,
+            td.report_data[:32],
+            "the TD's report_data[0:32]",
+        )
     if request.init_time is not None:
-        digest = hashlib.sha384(request.init_time.data).digest()
-        if not hmac.compare_digest(digest, td.mr_config_id):
-            raise BindingMismatch(
-                f"SHA-384 of initTimeData is {digest.hex()}, but the TD's MRCONFIGID "
-                f"is {td.mr_config_id.hex()}"
-            )
+        require_binding(
+            "initTimeData", request.init_time.data, 384, td.mr_config_id, "the TD's MRCONFIGID"
+        )
 
 
 def td_claims(request: AttestRequest, evidence: TdEvidence) -> dict[str, Any]:
@@ -234,27 +228,12 @@ def td_claims(request: AttestRequest, evidence: TdEvidence) -> dict[str, Any]:
 CollateralLookup = Callable[[Quote], Collateral]
 
 
-class DcapTdAppraiser:
+class DcapTdAppraiser(DcapTrust):
     """Implements :class:`TdAppraiser` with confnode's DCAP verifier (TDX checklist).
 
     Trust as for SGX (:class:`~confnode.attestation._dcap.DcapAppraiser`): Intel's root always,
     the extra root only for quotes whose PCK chain ends in it (then marked ``simulated``).
     """
-
-    def __init__(
-        self,
-        collateral_for: CollateralLookup,
-        *,
-        extra_root: bytes | None = None,
-        allow_expired_collateral: bool = False,
-    ) -> None:
-        self._collateral_for = collateral_for
-        self._extra_root = extra_root
-        self._extra_key = (
-            _spki(x509.load_der_x509_certificate(extra_root)) if extra_root is not None else None
-        )
-        self._allow_expired = allow_expired_collateral
-        self._roots = frozenset({INTEL_SGX_ROOT_CA_PUBLIC_KEY, *_root_points(extra_root)})
 
     def _chain(self, quote: Quote) -> bytes:
         """The TD quote's PCK chain, refused before any collateral fetch unless it is trusted.
@@ -285,13 +264,7 @@ class DcapTdAppraiser:
         parsed = parse_quote(quote)
         simulated = self._uses_extra_root(self._chain(parsed))
         collateral = await asyncio.to_thread(self._collateral_for, parsed)
-        verified = verify_quote(
-            parsed,
-            collateral,
-            at=now,
-            trusted_root=self._extra_root if simulated else None,
-            allow_expired_collateral=self._allow_expired,
-        )
+        verified = self._verify(parsed, collateral, now, simulated)
         if not isinstance(verified, VerifiedTdQuote):  # parse said TDX; the verifier agrees
             raise QuoteFormatUnsupported("the verifier did not judge the quote as a TD quote")
         return TdEvidence(

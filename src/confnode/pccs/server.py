@@ -110,6 +110,19 @@ def create_app(platform: SimPlatform, *, clock: Clock | None = None) -> Starlett
         pem = x509.load_der_x509_crl(der).public_bytes(serialization.Encoding.PEM)
         return _ok(pem, "application/x-pem-file", chain)
 
+    def signed_json(
+        request: Request,
+        responses: Callable[[datetime], SimPcsResponses],
+        pick: Callable[[SimPcsResponses], tuple[str, str]],
+        chain_header: str,
+    ) -> Response:
+        """A signed JSON document ``pick`` chooses as (body, issuer chain) from the responses."""
+        problem = bad_update_params(request)
+        if problem is not None:
+            return problem
+        body, chain = pick(responses(now()))
+        return _ok(body, "application/json", {chain_header: encode_chain(chain)})
+
     def tcb_route(fmspc_hex: str, responses: Callable[[datetime], SimPcsResponses]) -> Endpoint:
         async def tcb(request: Request) -> Response:
             fmspc = _hex_param(request, "fmspc", 12)
@@ -117,28 +130,22 @@ def create_app(platform: SimPlatform, *, clock: Clock | None = None) -> Starlett
                 return _error(400, "InvalidRequestSyntax", "fmspc must be 12 hex digits")
             if fmspc != fmspc_hex:
                 return _error(404, "NotFound", f"no TCB Info for FMSPC {fmspc}")
-            problem = bad_update_params(request)
-            if problem is not None:
-                return problem
-            issued = responses(now())
-            return _ok(
-                issued.tcb_info,
-                "application/json",
-                {TCB_INFO_ISSUER_CHAIN: encode_chain(issued.tcb_info_issuer_chain)},
+            return signed_json(
+                request,
+                responses,
+                lambda r: (r.tcb_info, r.tcb_info_issuer_chain),
+                TCB_INFO_ISSUER_CHAIN,
             )
 
         return tcb
 
     def qe_identity_route(responses: Callable[[datetime], SimPcsResponses]) -> Endpoint:
         async def qe_identity(request: Request) -> Response:
-            problem = bad_update_params(request)
-            if problem is not None:
-                return problem
-            issued = responses(now())
-            return _ok(
-                issued.qe_identity,
-                "application/json",
-                {ENCLAVE_IDENTITY_ISSUER_CHAIN: encode_chain(issued.qe_identity_issuer_chain)},
+            return signed_json(
+                request,
+                responses,
+                lambda r: (r.qe_identity, r.qe_identity_issuer_chain),
+                ENCLAVE_IDENTITY_ISSUER_CHAIN,
             )
 
         return qe_identity

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -208,7 +208,81 @@ def _midnight(when: datetime) -> datetime:
     return datetime(when.year, when.month, when.day, tzinfo=UTC)
 
 
-class SimPlatform:
+class SimCollateralSource:
+    """Collateral as a simulated PCS serves it, re-issued daily (SGX and TDX platforms alike).
+
+    A subclass sets ``_responses`` (the responses for an issue date and next update) and says
+    which PCK CA's CRL its bundle carries and how long collateral stays valid.
+    """
+
+    _responses: Callable[[datetime, datetime], SimPcsResponses]
+
+    def _collateral_terms(self) -> tuple[CaType, int]:
+        """(the CA whose PCK CRL the collateral bundle carries, collateral validity in days)."""
+        raise NotImplementedError
+
+    def pcs_responses(
+        self,
+        at: datetime | None = None,
+        *,
+        issue_date: datetime | None = None,
+        next_update: datetime | None = None,
+    ) -> SimPcsResponses:
+        """The collateral as the simulated PCS serves it at ``at`` (default: now).
+
+        Collateral is re-issued daily: ``issue_date`` defaults to midnight UTC of ``at`` and
+        ``next_update`` to ``collateral_validity_days`` later (Intel: about 30 days), so the
+        same ``at`` always gives byte-identical collateral.
+        """
+        _, validity_days = self._collateral_terms()
+        when = datetime.now(UTC) if at is None else at
+        issued = _midnight(when) if issue_date is None else issue_date.astimezone(UTC)
+        expires = (
+            issued + timedelta(days=validity_days)
+            if next_update is None
+            else next_update.astimezone(UTC)
+        )
+        if expires <= issued:
+            raise InvalidInput(f"next_update {expires} is not after issue_date {issued}")
+        return self._responses(issued.replace(microsecond=0), expires.replace(microsecond=0))
+
+    def collateral_json(
+        self,
+        at: datetime | None = None,
+        *,
+        issue_date: datetime | None = None,
+        next_update: datetime | None = None,
+    ) -> str:
+        """The collateral bundle for this platform's quotes (dcap-qvl QuoteCollateralV3 JSON)."""
+        ca, _ = self._collateral_terms()
+        r = self.pcs_responses(at, issue_date=issue_date, next_update=next_update)
+        bundle = {
+            "pck_crl_issuer_chain": r.pck_crl_issuer_chains[ca],
+            "root_ca_crl": r.root_ca_crl.hex(),
+            "pck_crl": r.pck_crls[ca].hex(),
+            "tcb_info_issuer_chain": r.tcb_info_issuer_chain,
+            "tcb_info": r.tcb_info_body,
+            "tcb_info_signature": r.tcb_info_signature.hex(),
+            "qe_identity_issuer_chain": r.qe_identity_issuer_chain,
+            "qe_identity": r.qe_identity_body,
+            "qe_identity_signature": r.qe_identity_signature.hex(),
+        }
+        return json.dumps(bundle, indent=2) + "\n"
+
+    def collateral(
+        self,
+        at: datetime | None = None,
+        *,
+        issue_date: datetime | None = None,
+        next_update: datetime | None = None,
+    ) -> Collateral:
+        """The collateral bundle as a :class:`confnode.Collateral`."""
+        return Collateral.from_json(
+            self.collateral_json(at, issue_date=issue_date, next_update=next_update)
+        )
+
+
+class SimPlatform(SimCollateralSource):
     """A simulated SGX platform: PKI, PCK certificate, QE, enclaves and collateral."""
 
     def __init__(
@@ -416,15 +490,19 @@ class SimPlatform:
                     serialization.PrivateFormat.PKCS8,
                     serialization.NoEncryption(),
                 )
-                _write(root / "keys" / f"{name}.key.pem", pem, 0o600)
+                write_file_atomically(root / "keys" / f"{name}.key.pem", pem, 0o600)
             for name, cert in certs.items():
-                _write(root / "certs" / f"{name}.pem", _pem(cert).encode(), 0o644)
-            _write(root / "certs" / "root-ca.der", self.root_certificate(), 0o644)
-            _write(root / "certs" / "pck-chain.pem", self._pck_chain_pem.encode(), 0o644)
+                write_file_atomically(root / "certs" / f"{name}.pem", _pem(cert).encode(), 0o644)
+            write_file_atomically(root / "certs" / "root-ca.der", self.root_certificate(), 0o644)
+            write_file_atomically(
+                root / "certs" / "pck-chain.pem", self._pck_chain_pem.encode(), 0o644
+            )
             # The config holds the seed (a secret) and goes last: its presence marks a complete
             # state directory. It is never replaced: a second writer must not swap the seed
             # (and so every key) of a platform that is already in use.
-            _write(root / _CONFIG_FILE, self._config.to_json().encode(), 0o600, exclusive=True)
+            write_file_atomically(
+                root / _CONFIG_FILE, self._config.to_json().encode(), 0o600, exclusive=True
+            )
         except FileExistsError as exc:
             raise InvalidInput(
                 f"{root} already holds a simulated platform; refusing to overwrite its seed",
@@ -529,29 +607,8 @@ class SimPlatform:
 
     # -- collateral -----------------------------------------------------------------------------
 
-    def pcs_responses(
-        self,
-        at: datetime | None = None,
-        *,
-        issue_date: datetime | None = None,
-        next_update: datetime | None = None,
-    ) -> SimPcsResponses:
-        """The collateral as the simulated PCS serves it at ``at`` (default: now).
-
-        Collateral is re-issued daily: ``issue_date`` defaults to midnight UTC of ``at`` and
-        ``next_update`` to ``collateral_validity_days`` later (Intel: about 30 days), so the
-        same ``at`` always gives byte-identical collateral.
-        """
-        when = datetime.now(UTC) if at is None else at
-        issued = _midnight(when) if issue_date is None else issue_date.astimezone(UTC)
-        expires = (
-            issued + timedelta(days=self._config.collateral_validity_days)
-            if next_update is None
-            else next_update.astimezone(UTC)
-        )
-        if expires <= issued:
-            raise InvalidInput(f"next_update {expires} is not after issue_date {issued}")
-        return self._responses(issued.replace(microsecond=0), expires.replace(microsecond=0))
+    def _collateral_terms(self) -> tuple[CaType, int]:
+        return self._config.ca, self._config.collateral_validity_days
 
     def _make_responses(self, issued: datetime, expires: datetime) -> SimPcsResponses:
         cfg = self._config
@@ -570,16 +627,11 @@ class SimPlatform:
             tcb_evaluation_data_number=cfg.tcb_evaluation_data_number,
         )
         signing_chain = _pem(pki.tcb_signing_cert) + _pem(pki.root_cert)
-        decoy = serial_number(cfg.seed_bytes, "revoked-decoy")
         crls: dict[str, bytes] = {}
         chains: dict[str, str] = {}
         ca_type: CaType
         for ca_type in ("processor", "platform"):
-            revoked = {decoy}
-            if cfg.revoked_pck and ca_type == cfg.ca:
-                revoked.add(self._pck_cert.serial_number)
-            crl = pki.pck_crl(ca_type, issued, expires, revoked)
-            crls[ca_type] = crl.public_bytes(serialization.Encoding.DER)
+            crls[ca_type] = pck_crl_der(self, ca_type, issued, expires)
             chains[ca_type] = _pem(pki.intermediate(ca_type)[1]) + _pem(pki.root_cert)
         return SimPcsResponses(
             issue_date=issued,
@@ -595,58 +647,19 @@ class SimPlatform:
             pck_crl_issuer_chains=chains,
         )
 
-    def collateral_json(
-        self,
-        at: datetime | None = None,
-        *,
-        issue_date: datetime | None = None,
-        next_update: datetime | None = None,
-    ) -> str:
-        """The collateral bundle for this platform's quotes (dcap-qvl QuoteCollateralV3 JSON)."""
-        r = self.pcs_responses(at, issue_date=issue_date, next_update=next_update)
-        bundle = {
-            "pck_crl_issuer_chain": r.pck_crl_issuer_chains[self._config.ca],
-            "root_ca_crl": r.root_ca_crl.hex(),
-            "pck_crl": r.pck_crls[self._config.ca].hex(),
-            "tcb_info_issuer_chain": r.tcb_info_issuer_chain,
-            "tcb_info": r.tcb_info_body,
-            "tcb_info_signature": r.tcb_info_signature.hex(),
-            "qe_identity_issuer_chain": r.qe_identity_issuer_chain,
-            "qe_identity": r.qe_identity_body,
-            "qe_identity_signature": r.qe_identity_signature.hex(),
-        }
-        return json.dumps(bundle, indent=2) + "\n"
 
-    def collateral(
-        self,
-        at: datetime | None = None,
-        *,
-        issue_date: datetime | None = None,
-        next_update: datetime | None = None,
-    ) -> Collateral:
-        """The collateral bundle as a :class:`confnode.Collateral`."""
-        return Collateral.from_json(
-            self.collateral_json(at, issue_date=issue_date, next_update=next_update)
-        )
-
-
-def _write(path: Path, data: bytes, mode: int, *, exclusive: bool = False) -> None:
-    """Write through a temp file created with O_EXCL|O_NOFOLLOW (never a planted file or link).
-
-    ``exclusive``: publish with ``link`` instead of ``rename``, which fails (FileExistsError)
-    rather than replace an existing ``path``.
-    """
-    if not exclusive:
-        write_file_atomically(path, data, mode)
-        return
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.link(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def pck_crl_der(
+    platform: SimPlatform,
+    ca_type: CaType,
+    issued: datetime,
+    expires: datetime,
+    also_revoked: Iterable[int] = (),
+) -> bytes:
+    """The simulated PCK CRL (DER) of ``ca_type``: a decoy serial, ``platform``'s PCK if it is
+    revoked and issued by ``ca_type``, and ``also_revoked``."""
+    cfg = platform.config
+    revoked = {serial_number(cfg.seed_bytes, "revoked-decoy"), *also_revoked}
+    if cfg.revoked_pck and ca_type == cfg.ca:
+        revoked.add(platform.pck_certificate.serial_number)
+    crl = platform.pki.pck_crl(ca_type, issued, expires, revoked)
+    return crl.public_bytes(serialization.Encoding.DER)

@@ -8,8 +8,10 @@ certificate, so choosing a platform's status is choosing its TCB components.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -115,7 +117,8 @@ def format_time(when: datetime) -> str:
     return when.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _compact(obj: object) -> str:
+def compact(obj: object) -> str:
+    """The compact JSON text Intel signs (no spaces, non-ASCII kept)."""
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -127,6 +130,68 @@ def sign_raw(key: ec.EllipticCurvePrivateKey, data: bytes) -> bytes:
     return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
 
+class LevelDates(Protocol):
+    """What every simulated TCB or identity level carries besides its ``tcb``."""
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def tcb_date(self) -> str: ...
+
+    @property
+    def advisory_ids(self) -> tuple[str, ...]: ...
+
+
+def level_entry(tcb: dict[str, object], level: LevelDates) -> dict[str, object]:
+    """One ``tcbLevels`` entry: ``tcb``, ``tcbDate``, ``tcbStatus`` and any ``advisoryIDs``."""
+    entry: dict[str, object] = {"tcb": tcb, "tcbDate": level.tcb_date, "tcbStatus": level.status}
+    if level.advisory_ids:
+        entry["advisoryIDs"] = list(level.advisory_ids)
+    return entry
+
+
+def svn_components(svns: Iterable[int]) -> list[dict[str, int]]:
+    """A ``...tcbcomponents`` list: ``[{"svn": n}, ...]``."""
+    return [{"svn": svn} for svn in svns]
+
+
+def identity_levels(levels: Iterable[SimQeLevel]) -> list[dict[str, object]]:
+    """The ``tcbLevels`` of an enclave or module identity (``tcb`` is ``{"isvsvn": n}``)."""
+    return [level_entry({"isvsvn": level.isvsvn}, level) for level in levels]
+
+
+def tcb_info_text(
+    tcb_id: str,
+    levels: list[dict[str, object]],
+    *,
+    fmspc: bytes,
+    pce_id: bytes,
+    issue_date: datetime,
+    next_update: datetime,
+    tcb_evaluation_data_number: int,
+    extra: Mapping[str, object] | None = None,
+) -> str:
+    """The exact compact text of a TCB Info v3 ``"tcbInfo"`` value (key order as Intel's PCS).
+
+    ``extra`` members (TDX's module identities) stand between the header and ``tcbLevels``.
+    """
+    return compact(
+        {
+            "id": tcb_id,
+            "version": 3,
+            "issueDate": format_time(issue_date),
+            "nextUpdate": format_time(next_update),
+            "fmspc": fmspc.hex().upper(),
+            "pceId": pce_id.hex().upper(),
+            "tcbType": 0,
+            "tcbEvaluationDataNumber": tcb_evaluation_data_number,
+            **(extra or {}),
+            "tcbLevels": levels,
+        }
+    )
+
+
 def tcb_info_body(
     *,
     fmspc: bytes,
@@ -135,32 +200,22 @@ def tcb_info_body(
     next_update: datetime,
     tcb_evaluation_data_number: int,
 ) -> str:
-    """The exact compact text of the ``"tcbInfo"`` value (key order as Intel's PCS emits it)."""
-    levels = []
-    for level in TCB_LEVELS:
-        entry: dict[str, object] = {
-            "tcb": {
-                "sgxtcbcomponents": [{"svn": svn} for svn in level.sgx_components],
-                "pcesvn": level.pcesvn,
-            },
-            "tcbDate": level.tcb_date,
-            "tcbStatus": level.status,
-        }
-        if level.advisory_ids:
-            entry["advisoryIDs"] = list(level.advisory_ids)
-        levels.append(entry)
-    return _compact(
-        {
-            "id": "SGX",
-            "version": 3,
-            "issueDate": format_time(issue_date),
-            "nextUpdate": format_time(next_update),
-            "fmspc": fmspc.hex().upper(),
-            "pceId": pce_id.hex().upper(),
-            "tcbType": 0,
-            "tcbEvaluationDataNumber": tcb_evaluation_data_number,
-            "tcbLevels": levels,
-        }
+    """The exact compact text of the SGX ``"tcbInfo"`` value (key order as Intel's PCS emits it)."""
+    levels = [
+        level_entry(
+            {"sgxtcbcomponents": svn_components(level.sgx_components), "pcesvn": level.pcesvn},
+            level,
+        )
+        for level in TCB_LEVELS
+    ]
+    return tcb_info_text(
+        "SGX",
+        levels,
+        fmspc=fmspc,
+        pce_id=pce_id,
+        issue_date=issue_date,
+        next_update=next_update,
+        tcb_evaluation_data_number=tcb_evaluation_data_number,
     )
 
 
@@ -170,21 +225,17 @@ def qe_identity_body(
     issue_date: datetime,
     next_update: datetime,
     tcb_evaluation_data_number: int,
+    identity_id: str = "QE",
+    isvprodid: int = QE_ISVPRODID,
+    levels: Iterable[SimQeLevel] = QE_LEVELS,
 ) -> str:
-    """The exact compact text of the ``"enclaveIdentity"`` value for the simulated QE."""
-    levels = []
-    for level in QE_LEVELS:
-        entry: dict[str, object] = {
-            "tcb": {"isvsvn": level.isvsvn},
-            "tcbDate": level.tcb_date,
-            "tcbStatus": level.status,
-        }
-        if level.advisory_ids:
-            entry["advisoryIDs"] = list(level.advisory_ids)
-        levels.append(entry)
-    return _compact(
+    """The exact compact text of the ``"enclaveIdentity"`` value for a simulated QE.
+
+    The defaults describe the SGX QE3; the TD QE passes its own ``id``, ISVPRODID and levels.
+    """
+    return compact(
         {
-            "id": "QE",
+            "id": identity_id,
             "version": 2,
             "issueDate": format_time(issue_date),
             "nextUpdate": format_time(next_update),
@@ -194,8 +245,8 @@ def qe_identity_body(
             "attributes": QE_ATTRIBUTES,
             "attributesMask": QE_ATTRIBUTES_MASK,
             "mrsigner": mrsigner.hex().upper(),
-            "isvprodid": QE_ISVPRODID,
-            "tcbLevels": levels,
+            "isvprodid": isvprodid,
+            "tcbLevels": identity_levels(levels),
         }
     )
 

@@ -22,16 +22,14 @@ dcap-qvl compares all sixteen, so both verifiers select the same level.
 from __future__ import annotations
 
 import hashlib
-import json
 import struct
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from functools import lru_cache
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from confnode.collateral import Collateral
 from confnode.errors import InvalidInput
 from confnode.sgx import (
     INTEL_QE_VENDOR_ID,
@@ -47,18 +45,26 @@ from confnode.sgx import (
     TdReportBody,
     encode_pck_extension,
 )
-from confnode.sim._derive import expand, private_key, serial_number
+from confnode.sim._derive import expand, private_key
 from confnode.sim.enclave import SimEnclaveIdentity
-from confnode.sim.platform import SIM_QE_ATTRIBUTES, SimPcsResponses, SimPlatform
+from confnode.sim.pki import CaType
+from confnode.sim.platform import (
+    SIM_QE_ATTRIBUTES,
+    SimCollateralSource,
+    SimPcsResponses,
+    SimPlatform,
+    pck_crl_der,
+)
 from confnode.sim.qe import QE_AUTH_DATA, raw_public_key, raw_signature
 from confnode.sim.tcb import (
-    QE_ATTRIBUTES,
-    QE_ATTRIBUTES_MASK,
-    QE_MISCSELECT,
-    QE_MISCSELECT_MASK,
     TCB_LEVEL_NOT_FOUND,
-    format_time,
+    SimQeLevel,
+    identity_levels,
+    level_entry,
+    qe_identity_body,
     sign_raw,
+    svn_components,
+    tcb_info_text,
 )
 
 #: FMSPC of the simulated TDX platform family ("SIMTDX"): never a real Intel FMSPC.
@@ -160,11 +166,8 @@ TDX_PLATFORM_STATUSES: tuple[str, ...] = (
 
 
 @dataclass(frozen=True, slots=True)
-class SimModuleLevel:
-    isvsvn: int
-    status: str
-    tcb_date: str
-    advisory_ids: tuple[str, ...] = ()
+class SimModuleLevel(SimQeLevel):
+    """A TDX module (or TD QE) identity level: the same fields as a QE identity level."""
 
 
 #: ``TDX_01`` module identity levels (highest first); module levels know only these statuses.
@@ -194,24 +197,6 @@ def tdx_platform_tcb(status: str) -> tuple[tuple[int, ...], int, tuple[int, ...]
     )
 
 
-def _compact(obj: object) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-
-
-def _levels(levels: tuple[SimModuleLevel, ...]) -> list[dict[str, object]]:
-    out: list[dict[str, object]] = []
-    for level in levels:
-        entry: dict[str, object] = {
-            "tcb": {"isvsvn": level.isvsvn},
-            "tcbDate": level.tcb_date,
-            "tcbStatus": level.status,
-        }
-        if level.advisory_ids:
-            entry["advisoryIDs"] = list(level.advisory_ids)
-        out.append(entry)
-    return out
-
-
 def tdx_tcb_info_body(
     *,
     fmspc: bytes,
@@ -226,41 +211,37 @@ def tdx_tcb_info_body(
     """
     module_signer = SIM_TDX_MODULE_MRSIGNER.hex().upper()
     no_attributes = {"attributes": "0000000000000000", "attributesMask": "FFFFFFFFFFFFFFFF"}
-    levels = []
-    for level in TDX_TCB_LEVELS:
-        entry: dict[str, object] = {
-            "tcb": {
-                "sgxtcbcomponents": [{"svn": svn} for svn in level.sgx_components],
+    levels = [
+        level_entry(
+            {
+                "sgxtcbcomponents": svn_components(level.sgx_components),
                 "pcesvn": level.pcesvn,
-                "tdxtcbcomponents": [{"svn": svn} for svn in level.tdx_components],
+                "tdxtcbcomponents": svn_components(level.tdx_components),
             },
-            "tcbDate": level.tcb_date,
-            "tcbStatus": level.status,
-        }
-        if level.advisory_ids:
-            entry["advisoryIDs"] = list(level.advisory_ids)
-        levels.append(entry)
-    return _compact(
-        {
-            "id": "TDX",
-            "version": 3,
-            "issueDate": format_time(issue_date),
-            "nextUpdate": format_time(next_update),
-            "fmspc": fmspc.hex().upper(),
-            "pceId": pce_id.hex().upper(),
-            "tcbType": 0,
-            "tcbEvaluationDataNumber": tcb_evaluation_data_number,
-            "tdxModule": {"mrsigner": module_signer, **no_attributes},
-            "tdxModuleIdentities": [
-                {
-                    "id": f"TDX_{MODULE_VERSION:02X}",
-                    "mrsigner": module_signer,
-                    **no_attributes,
-                    "tcbLevels": _levels(TDX_MODULE_LEVELS),
-                }
-            ],
-            "tcbLevels": levels,
-        }
+            level,
+        )
+        for level in TDX_TCB_LEVELS
+    ]
+    module = {
+        "tdxModule": {"mrsigner": module_signer, **no_attributes},
+        "tdxModuleIdentities": [
+            {
+                "id": f"TDX_{MODULE_VERSION:02X}",
+                "mrsigner": module_signer,
+                **no_attributes,
+                "tcbLevels": identity_levels(TDX_MODULE_LEVELS),
+            }
+        ],
+    }
+    return tcb_info_text(
+        "TDX",
+        levels,
+        fmspc=fmspc,
+        pce_id=pce_id,
+        issue_date=issue_date,
+        next_update=next_update,
+        tcb_evaluation_data_number=tcb_evaluation_data_number,
+        extra=module,
     )
 
 
@@ -268,21 +249,14 @@ def td_qe_identity_body(
     *, issue_date: datetime, next_update: datetime, tcb_evaluation_data_number: int
 ) -> str:
     """The exact compact ``"enclaveIdentity"`` text of the simulated TD QE (``id`` TD_QE)."""
-    return _compact(
-        {
-            "id": "TD_QE",
-            "version": 2,
-            "issueDate": format_time(issue_date),
-            "nextUpdate": format_time(next_update),
-            "tcbEvaluationDataNumber": tcb_evaluation_data_number,
-            "miscselect": QE_MISCSELECT,
-            "miscselectMask": QE_MISCSELECT_MASK,
-            "attributes": QE_ATTRIBUTES,
-            "attributesMask": QE_ATTRIBUTES_MASK,
-            "mrsigner": SIM_TD_QE_MRSIGNER.hex().upper(),
-            "isvprodid": TD_QE_ISVPRODID,
-            "tcbLevels": _levels(TD_QE_LEVELS),
-        }
+    return qe_identity_body(
+        mrsigner=SIM_TD_QE_MRSIGNER,
+        issue_date=issue_date,
+        next_update=next_update,
+        tcb_evaluation_data_number=tcb_evaluation_data_number,
+        identity_id="TD_QE",
+        isvprodid=TD_QE_ISVPRODID,
+        levels=TD_QE_LEVELS,
     )
 
 
@@ -296,7 +270,7 @@ def _bytes(value: bytes, size: int, what: str) -> bytes:
     return value
 
 
-class SimTdxPlatform:
+class SimTdxPlatform(SimCollateralSource):
     """A simulated TDX host next to a simulated SGX platform (same seed and CA hierarchy).
 
     ``tcb`` and ``revoked_pck`` default to the SGX platform's, so ``confnode sim init --tcb X``
@@ -495,28 +469,9 @@ class SimTdxPlatform:
 
     # -- collateral -----------------------------------------------------------------------------
 
-    def pcs_responses(
-        self,
-        at: datetime | None = None,
-        *,
-        issue_date: datetime | None = None,
-        next_update: datetime | None = None,
-    ) -> SimPcsResponses:
-        """TDX collateral as the simulated PCS serves it at ``at`` (daily re-issue, like SGX)."""
-        when = datetime.now(UTC) if at is None else at.astimezone(UTC)
-        issued = (
-            datetime(when.year, when.month, when.day, tzinfo=UTC)
-            if issue_date is None
-            else issue_date.astimezone(UTC)
-        )
-        expires = (
-            issued + timedelta(days=self._platform.config.collateral_validity_days)
-            if next_update is None
-            else next_update.astimezone(UTC)
-        )
-        if expires <= issued:
-            raise InvalidInput(f"next_update {expires} is not after issue_date {issued}")
-        return self._responses(issued.replace(microsecond=0), expires.replace(microsecond=0))
+    def _collateral_terms(self) -> tuple[CaType, int]:
+        # TDX hosts are Platform-CA parts; collateral is re-issued on the SGX platform's terms.
+        return "platform", self._platform.config.collateral_validity_days
 
     def _make_responses(self, issued: datetime, expires: datetime) -> SimPcsResponses:
         cfg = self._platform.config
@@ -526,11 +481,9 @@ class SimTdxPlatform:
         sgx = self._platform.pcs_responses(issue_date=issued, next_update=expires)
         crls = dict(sgx.pck_crls)
         if self._revoked:
-            revoked = {serial_number(cfg.seed_bytes, "revoked-decoy"), self._pck_cert.serial_number}
-            if cfg.revoked_pck and cfg.ca == "platform":
-                revoked.add(self._platform.pck_certificate.serial_number)
-            crl = pki.pck_crl("platform", issued, expires, revoked)
-            crls["platform"] = crl.public_bytes(serialization.Encoding.DER)
+            crls["platform"] = pck_crl_der(
+                self._platform, "platform", issued, expires, (self._pck_cert.serial_number,)
+            )
         tcb_body = tdx_tcb_info_body(
             fmspc=self._fmspc,
             pce_id=cfg.pce_id_bytes,
@@ -550,38 +503,4 @@ class SimTdxPlatform:
             qe_identity_body=qe_body,
             qe_identity_signature=sign_raw(pki.tcb_signing_key, qe_body.encode()),
             pck_crls=crls,
-        )
-
-    def collateral_json(
-        self,
-        at: datetime | None = None,
-        *,
-        issue_date: datetime | None = None,
-        next_update: datetime | None = None,
-    ) -> str:
-        """The collateral bundle for this platform's TD quotes (dcap-qvl QuoteCollateralV3)."""
-        r = self.pcs_responses(at, issue_date=issue_date, next_update=next_update)
-        bundle = {
-            "pck_crl_issuer_chain": r.pck_crl_issuer_chains["platform"],
-            "root_ca_crl": r.root_ca_crl.hex(),
-            "pck_crl": r.pck_crls["platform"].hex(),
-            "tcb_info_issuer_chain": r.tcb_info_issuer_chain,
-            "tcb_info": r.tcb_info_body,
-            "tcb_info_signature": r.tcb_info_signature.hex(),
-            "qe_identity_issuer_chain": r.qe_identity_issuer_chain,
-            "qe_identity": r.qe_identity_body,
-            "qe_identity_signature": r.qe_identity_signature.hex(),
-        }
-        return json.dumps(bundle, indent=2) + "\n"
-
-    def collateral(
-        self,
-        at: datetime | None = None,
-        *,
-        issue_date: datetime | None = None,
-        next_update: datetime | None = None,
-    ) -> Collateral:
-        """The collateral bundle as a :class:`confnode.Collateral`."""
-        return Collateral.from_json(
-            self.collateral_json(at, issue_date=issue_date, next_update=next_update)
         )

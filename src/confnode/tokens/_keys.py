@@ -215,15 +215,18 @@ class KeyDirectory:
         return tuple(out)
 
 
-def write_file_atomically(path: Path, data: bytes, mode: int) -> None:
+def write_file_atomically(path: Path, data: bytes, mode: int, *, exclusive: bool = False) -> None:
     """Write ``path`` through a new temporary file renamed into place.
 
     The temporary file is created with ``O_EXCL | O_NOFOLLOW`` and ``mode``: a file or symlink
     planted under its name is removed first rather than reused (a reused file would keep its old,
     perhaps world-readable, mode; a symlink would redirect the private key elsewhere), and if one
     reappears in between, creation fails instead of following it. Raises ``OSError``.
+
+    ``exclusive``: publish with ``link`` instead of ``rename``, which fails (``FileExistsError``)
+    rather than replace an existing ``path``; the temporary name then carries the process id.
     """
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp" if exclusive else f".{path.name}.tmp")
     tmp.unlink(missing_ok=True)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
@@ -231,10 +234,15 @@ def write_file_atomically(path: Path, data: bytes, mode: int) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        if exclusive:
+            os.link(tmp, path)
+        else:
+            os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    if exclusive:
+        tmp.unlink(missing_ok=True)
 
 
 def _read_cert(path: Path) -> x509.Certificate:
