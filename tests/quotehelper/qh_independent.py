@@ -87,7 +87,10 @@ def transact_raw(path: str | Path, raw: bytes, *, timeout: float = 15.0) -> byte
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.connect(str(path))  # blocking: waits out a full listen backlog
         sock.settimeout(timeout)
-        sock.sendall(raw)
+        try:
+            sock.sendall(raw)
+        except (BrokenPipeError, ConnectionResetError):
+            return None  # closed before the request was read (e.g. refused as over the limit)
         try:
             prefix = _recv(sock, 4)
         except ConnectionResetError:
