@@ -357,7 +357,6 @@ def pod_resources_poll() -> None:
 
     big = busy_node_response()
     small = pr.ListPodResourcesResponse().SerializeToString()
-    answers = iter([small])
 
     def list_pods(request: bytes, context: object) -> bytes:
         return next(answers, big)
@@ -370,7 +369,7 @@ def pod_resources_poll() -> None:
     path = directory / "pod-resources.sock"
     results = {}
     for mode in ("previous", "current"):
-        answers = iter([small])
+        answers = iter([small])  # each run's first List (its warm-up) gets the small answer
         server = grpc.server(futures.ThreadPoolExecutor(2))
         server.add_generic_rpc_handlers((handler,))
         server.add_insecure_port(f"unix:{path}")

@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 import yaml
-from k8s import REPO, Cluster, ClusterError, confnode_command, wait_for
+from k8s import REPO, Cluster, ClusterError, confnode_command, node_agent_rbac, wait_for
 
 from confnode.attestation._admin import (
     AUDIENCE,
@@ -385,18 +385,7 @@ def agent_node(cluster: Cluster) -> Iterator[AgentNode]:
     suffix = uuid.uuid4().hex[:6]
     namespace, node = f"agent-{suffix}", f"sgx-lifecycle-{suffix}"
     _namespace(cluster, namespace, {})
-    documents = _documents("deploy/base/node-agent/rbac.yaml")
-    for document in documents:
-        metadata = document["metadata"]
-        if document["kind"] == "ServiceAccount":
-            metadata["namespace"] = namespace
-            continue
-        metadata["name"] = f"{metadata['name']}-{suffix}"
-        if document["kind"] == "ClusterRoleBinding":
-            document["roleRef"]["name"] = f"{document['roleRef']['name']}-{suffix}"
-            for subject in document["subjects"]:
-                subject["namespace"] = namespace
-    cluster.apply(*documents)
+    cluster.apply(*node_agent_rbac(namespace, suffix))
     cluster.register_node(node, labels={"team": "payments"})
     try:
         yield AgentNode(namespace, node, cluster.sa_kubeconfig(namespace, "confnode-node-agent"))

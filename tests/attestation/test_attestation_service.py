@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import logging
@@ -27,7 +28,7 @@ from attestation_testlib import (
     policy_signer,
 )
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, assume, given, settings
@@ -39,7 +40,13 @@ from confnode.attestation.client import AttestationClient
 from confnode.collateral import Collateral
 from confnode.errors import CollateralFetchError, InvalidInput, VerificationError
 from confnode.policy import DEFAULT_SGX_POLICY, policy_hash
-from confnode.sgx import Quote
+from confnode.sgx import (
+    EcdsaSigData,
+    EcdsaSigDataV4,
+    QeReportCertificationData,
+    Quote,
+    parse_quote,
+)
 from confnode.sim import SimPlatform
 from confnode.tokens import (
     KeyDirectory,
@@ -379,19 +386,7 @@ async def test_signed_policy_from_configured_signer_is_accepted(
 async def test_es256_signed_policy_is_accepted(
     make_service: ServiceFactory, client_for: ClientFor, ring: KeyRing
 ) -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ec signer")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(2)
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
+    key, cert = policy_signer("ec signer", key=ec.generate_private_key(ec.SECP256R1()), serial=2)
     client = client_for(make_service(signers=(cert,)))
     response = await client.put(
         "/policies/SgxEnclave", content=_signed_jws(POLICY_V2, key, cert, "ES256")
@@ -660,3 +655,34 @@ async def test_collateral_is_not_fetched_for_untrusted_chains_or_tdx(
     trusting = DcapAppraiser(lookup, extra_root=sim.platform.root_certificate())
     assert (await trusting.appraise(sim.quote(), now=now)).simulated is True
     assert len(asked) == 1
+
+
+async def test_collateral_is_not_fetched_for_an_untrusted_chain_in_a_v4_sgx_quote(
+    sim: Sim,
+) -> None:
+    """A v4 SGX quote nests its PCK chain one level deeper (type-6 certification data); its
+    chain is checked before any collateral fetch all the same (the verifier refuses SGX v4 only
+    later, after the fetch)."""
+    asked: list[Quote] = []
+
+    def lookup(quote: Quote) -> Collateral:
+        asked.append(quote)
+        return sim.platform.collateral(datetime.now(UTC))
+
+    v3 = parse_quote(sim.quote())
+    assert isinstance(v3.signature_data, EcdsaSigData)
+    sig = v3.signature_data
+    v4 = Quote(
+        dataclasses.replace(v3.header, version=4),
+        v3.body,
+        EcdsaSigDataV4(
+            sig.signature,
+            sig.attest_pub_key,
+            QeReportCertificationData(
+                sig.qe_report, sig.qe_report_signature, sig.qe_auth_data, sig.certification
+            ),
+        ),
+    )
+    with pytest.raises(UntrustedRoot, match="collateral was not fetched"):
+        await DcapAppraiser(lookup).appraise(v4.raw, now=datetime.now(UTC))
+    assert asked == []

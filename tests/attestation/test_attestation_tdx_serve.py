@@ -18,8 +18,8 @@ from cryptography import x509
 
 from confnode.attestation import unsigned_policy_jws
 from confnode.attestation._server import Settings, build_service
-from confnode.attestation._tdx import TdxRoutes, tdx_policy_file
-from confnode.pccs import FetchResponse
+from confnode.attestation._tdx import tdx_policy_file
+from confnode.pccs import FetchResponse, TdxRoutes
 from confnode.pccs.server import create_app
 from confnode.sim import SimPlatform
 from confnode.sim.tdx import SimTdxPlatform
@@ -114,6 +114,30 @@ async def test_serve_attests_a_td_from_offline_bundles(
     (bundles / "tdx.json").unlink()  # without the TDX bundle: collateral unavailable
     response = await _attest(settings, tdx.quote(tdx.td_report(b"offline")))
     assert response.status_code == 503
+
+
+async def test_offline_sgx_and_tdx_bundles_of_one_fmspc_do_not_mix(
+    tmp_path: Path, platform: SimPlatform
+) -> None:
+    """On real hardware SGX and TDX share the platform's PCK certificate, hence its FMSPC: the
+    TDX bundle in the same offline directory must not take the SGX bundle's place."""
+    tdx = SimTdxPlatform(platform, fmspc=platform.fmspc.hex())
+    bundles = tmp_path / "bundles"
+    bundles.mkdir()
+    now = datetime.now(UTC)
+    (bundles / "a-sgx.json").write_text(platform.collateral_json(now))
+    (bundles / "b-tdx.json").write_text(tdx.collateral_json(now))
+    service = build_service(_settings(tmp_path, platform, collateral_dir=str(bundles)))
+    enclave = platform.enclave()
+    quote = platform.quote(enclave.report(platform.quoting_enclave.target_info()))
+    transport = httpx.ASGITransport(app=service.app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        sgx = await client.post(
+            "/attest/SgxEnclave?api-version=2025-06-01", json={"quote": b64url(quote)}
+        )
+        td = await client.post(TDX, json={"quote": b64url(tdx.quote(tdx.td_report()))})
+    assert sgx.status_code == 200, sgx.text
+    assert td.status_code == 200, td.text
 
 
 async def test_the_tdxvm_policy_has_its_own_file(

@@ -5,52 +5,17 @@ tested on a real one (``e2e/test_minor_defects.py``)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
-import yaml
+from deploy_render import render
 
-REPO = Path(__file__).resolve().parents[2]
-DEPLOY = REPO / "deploy"
 OVERLAYS = ["overlays/sim", "overlays/hardware", "overlays/cert-manager", "overlays/nfd"]
 K8S_VERSIONS = ["1.34", "1.35", "1.36", "1.37"]
 NAMESPACE = "confnode-system"
 PROVISION = "sgx.intel.com/provision"
-
-
-def _kustomize(directory: Path) -> list[dict[str, Any]]:
-    if shutil.which("kubectl") is None:
-        pytest.skip("kubectl not installed: cannot render kustomize overlays")
-    result = subprocess.run(
-        ["kubectl", "kustomize", str(directory)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-
-
-def render(target: str, *components: str, tmp_path: Path | None = None) -> list[dict[str, Any]]:
-    """An overlay as shipped, or wrapped in a kustomization that adds ``components`` (what an
-    operator's own overlay does; kustomize wants relative paths)."""
-    if not components:
-        return _kustomize(DEPLOY / target)
-    assert tmp_path is not None
-    wrapper = {
-        "apiVersion": "kustomize.config.k8s.io/v1beta1",
-        "kind": "Kustomization",
-        "resources": [os.path.relpath(DEPLOY / target, tmp_path)],
-        "components": [os.path.relpath(DEPLOY / c, tmp_path) for c in components],
-    }
-    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(wrapper))
-    return _kustomize(tmp_path)
 
 
 @pytest.fixture(scope="module", params=OVERLAYS)

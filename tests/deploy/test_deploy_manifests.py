@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import shlex
-import shutil
-import subprocess
 from importlib.metadata import version as package_version
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,14 +19,12 @@ import click
 import jsonschema
 import kubernetes_validate
 import pytest
-import yaml
+from deploy_render import DEPLOY, render
 
 from confnode.cli._common import main_group
 from confnode.deviceplugin.nodestatus import MANAGED_LABEL_KEYS
 from confnode.webhook import EPC_RESOURCES
 
-REPO = Path(__file__).resolve().parents[2]
-DEPLOY = REPO / "deploy"
 TARGETS = [
     "overlays/sim",
     "overlays/hardware",
@@ -121,20 +117,6 @@ CRD_SCHEMAS: dict[str, dict[str, Any]] = {
         },
     },
 }
-
-
-def render(target: str) -> list[dict[str, Any]]:
-    if shutil.which("kubectl") is None:
-        pytest.skip("kubectl not installed: cannot render kustomize overlays")
-    result = subprocess.run(
-        ["kubectl", "kustomize", str(DEPLOY / target)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
 @pytest.fixture(scope="module", params=TARGETS)

@@ -29,6 +29,25 @@ def _files(tmp_path: Path, vs: VectorSet) -> tuple[Path, Path]:
     return quote, bundle
 
 
+def _scenario_args(tmp_path: Path, scenario: Scenario) -> list[str | Path]:
+    """``quote verify`` arguments for a minted scenario: its quote, bundle and root as files."""
+    raw, collateral, root = scenario.build()
+    (tmp_path / "q.bin").write_bytes(raw)
+    (tmp_path / "c.json").write_text(collateral.to_json())
+    (tmp_path / "root.der").write_bytes(root)
+    return [
+        "quote",
+        "verify",
+        tmp_path / "q.bin",
+        "--collateral",
+        tmp_path / "c.json",
+        AT,
+        NOW.isoformat(),
+        "--trust-root",
+        tmp_path / "root.der",
+    ]
+
+
 def test_verify_json_success(tmp_path: Path, dcapqvl: VectorSet) -> None:
     quote, bundle = _files(tmp_path, dcapqvl)
     code, out, _ = invoke(
@@ -124,21 +143,7 @@ def test_verify_skip_crl_and_trust_root(tmp_path: Path) -> None:
 
 
 def test_verify_revoked_exits_1_with_status(tmp_path: Path) -> None:
-    raw, collateral, root = Scenario(pck_revoked=(LEAF_SERIAL,)).build()
-    (tmp_path / "q.bin").write_bytes(raw)
-    (tmp_path / "c.json").write_text(collateral.to_json())
-    (tmp_path / "root.der").write_bytes(root)
-    args = [
-        "quote",
-        "verify",
-        tmp_path / "q.bin",
-        "--collateral",
-        tmp_path / "c.json",
-        AT,
-        NOW.isoformat(),
-        "--trust-root",
-        tmp_path / "root.der",
-    ]
+    args = _scenario_args(tmp_path, Scenario(pck_revoked=(LEAF_SERIAL,)))
     code, out, _ = invoke(*args, "--json")
     assert code == 1
     assert json.loads(out)["status"] == "Revoked"
@@ -150,21 +155,7 @@ def test_verify_revoked_exits_1_with_status(tmp_path: Path) -> None:
 
 def test_crafted_certificate_names_are_shown_literally(tmp_path: Path) -> None:
     """Names from the quote reach rich: a "[/x]" in a CN must neither crash nor be eaten."""
-    raw, collateral, root = Scenario(leaf_cn="Evil [/x] [bold]SGX").build()
-    (tmp_path / "q.bin").write_bytes(raw)
-    (tmp_path / "c.json").write_text(collateral.to_json())
-    (tmp_path / "root.der").write_bytes(root)
-    code, out, err = invoke(
-        "quote",
-        "verify",
-        tmp_path / "q.bin",
-        "--collateral",
-        tmp_path / "c.json",
-        AT,
-        NOW.isoformat(),
-        "--trust-root",
-        tmp_path / "root.der",
-    )
+    code, out, err = invoke(*_scenario_args(tmp_path, Scenario(leaf_cn="Evil [/x] [bold]SGX")))
     assert (code, out) == (1, "")
     assert "leaf CN is 'Evil [/x] [bold]SGX'" in err
     code, out, _ = invoke("quote", "inspect", tmp_path / "q.bin")
@@ -172,9 +163,8 @@ def test_crafted_certificate_names_are_shown_literally(tmp_path: Path) -> None:
     assert "Evil [/x] [bold]SGX" in out
 
 
-def test_verify_tdx_quote(tmp_path: Path, vectors: Path) -> None:
-    sample = vectors / "Phala-Network_dcap-qvl" / "sample"
-    quote, bundle = sample / "tdx_quote", sample / "tdx_quote_collateral.json"
+def test_verify_tdx_quote(tmp_path: Path, dcapqvl_tdx: VectorSet) -> None:
+    quote, bundle = _files(tmp_path, dcapqvl_tdx)
     code, out, _ = invoke(
         "quote", "verify", quote, "--collateral", bundle, AT, "2025-07-04T00:00:00Z", "--json"
     )
@@ -190,21 +180,7 @@ def test_verify_tdx_quote(tmp_path: Path, vectors: Path) -> None:
 
 
 def test_verify_tdx_relaunch_advised_table(tmp_path: Path) -> None:
-    raw, collateral, root = TDX_RELAUNCH.build()
-    (tmp_path / "q.bin").write_bytes(raw)
-    (tmp_path / "c.json").write_text(collateral.to_json())
-    (tmp_path / "root.der").write_bytes(root)
-    code, out, _ = invoke(
-        "quote",
-        "verify",
-        tmp_path / "q.bin",
-        "--collateral",
-        tmp_path / "c.json",
-        AT,
-        NOW.isoformat(),
-        "--trust-root",
-        tmp_path / "root.der",
-    )
+    code, out, _ = invoke(*_scenario_args(tmp_path, TDX_RELAUNCH))
     assert code == 0
     assert "TDRelaunchAdvised" in out and "MRSERVICETD" in out
     code, out, _ = invoke("quote", "inspect", tmp_path / "q.bin", "--json")

@@ -30,7 +30,7 @@ from verify_testpki import (
     tcb_level,
 )
 
-from confnode.cli._vectors import utc
+from confnode.cli._vectors import oasis_collateral, oasis_dir, utc
 from confnode.collateral import Collateral, TcbStatus
 from confnode.sgx import TdReportBody, parse_quote
 from confnode.verify import (
@@ -47,8 +47,6 @@ from confnode.verify import (
 )
 
 PHALA = "Phala-Network_dcap-qvl/sample"
-OASIS = "oasisprotocol_oasis-core/go/common/sgx/pcs/testdata"
-OASIS_CHAIN = "tcb_info_v3_fmspc_00606A000000_certs.pem"
 
 
 def tdx_run(scenario: Scenario, **kw: object) -> VerifiedTdQuote:
@@ -73,14 +71,9 @@ def _phala(vectors: Path, name: str) -> tuple[bytes, Collateral]:
 
 
 def _oasis(vectors: Path, quote: str, tcb_info: str, qe_identity: str) -> tuple[bytes, Collateral]:
-    base = vectors / OASIS
-    chain = (base / OASIS_CHAIN).read_text()
-    return (base / quote).read_bytes(), Collateral.from_pcs_responses(
-        tcb_info_body=(base / tcb_info).read_bytes(),
-        tcb_info_issuer_chain=chain,
-        qe_identity_body=(base / qe_identity).read_bytes(),
-        qe_identity_issuer_chain=chain,
-    )
+    base = oasis_dir(vectors)
+    bundle = oasis_collateral(base, tcb_info=tcb_info, qe_identity=qe_identity)
+    return (base / quote).read_bytes(), Collateral.from_json(bundle)
 
 
 def test_phala_tdx_quote_is_up_to_date(vectors: Path) -> None:

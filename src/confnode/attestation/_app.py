@@ -187,6 +187,16 @@ def _evaluate(policy: Policy, claims: dict[str, Any]) -> Evaluation:
     return evaluate_policy(policy, incoming_claims(claims))
 
 
+def _discovery(issuer: str) -> dict[str, Any]:
+    """The OIDC discovery members every issuer of this service shares."""
+    return {
+        "issuer": issuer,
+        "jwks_uri": f"{issuer}/certs",
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "response_types_supported": ["token", "none"],
+    }
+
+
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text) - limit} more characters)"
 
@@ -484,10 +494,7 @@ class AttestationService:
     async def openid(self, request: Request) -> Response:
         return JSONResponse(
             {
-                "issuer": self.issuer,
-                "jwks_uri": f"{self.issuer}/certs",
-                "id_token_signing_alg_values_supported": ["RS256"],
-                "response_types_supported": ["token", "none"],
+                **_discovery(self.issuer),
                 "claims_supported": [
                     "x-ms-ver",
                     "x-ms-attestation-type",
@@ -512,14 +519,7 @@ class AttestationService:
         )
 
     async def simulated_openid(self, request: Request) -> Response:
-        return JSONResponse(
-            {
-                "issuer": self.simulated_issuer,
-                "jwks_uri": f"{self.simulated_issuer}/certs",
-                "id_token_signing_alg_values_supported": ["RS256"],
-                "response_types_supported": ["token", "none"],
-            }
-        )
+        return JSONResponse(_discovery(self.simulated_issuer))
 
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})

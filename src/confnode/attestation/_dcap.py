@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from confnode.attestation._evidence import Evidence
 from confnode.collateral import Collateral
-from confnode.sgx import EcdsaSigData, Quote, parse_quote
+from confnode.sgx import Quote, parse_quote
 from confnode.verify import (
     INTEL_SGX_ROOT_CA_PUBLIC_KEY,
     QuoteFormatUnsupported,
@@ -43,8 +43,7 @@ HOT_SECONDS = 60.0
 
 
 def _pck_pem(quote: Quote) -> bytes | None:
-    if not isinstance(quote.signature_data, EcdsaSigData):
-        return None
+    """The quote's PCK chain (PEM), when its certification data carries one (v3 or v4/v5)."""
     return quote.signature_data.certification.pck_chain_pem
 
 
@@ -124,10 +123,34 @@ class DcapTrust:
         )
         self._allow_expired = allow_expired_collateral
         self._roots = frozenset({INTEL_SGX_ROOT_CA_PUBLIC_KEY, *_root_points(extra_root)})
-        self._init_memos()
+        self._chain_roots: OrderedDict[bytes, bool] = OrderedDict()
+        self._trusted_chains: OrderedDict[bytes, bool] = OrderedDict()
 
-    def _init_memos(self) -> None:
-        """Set up per-appraiser memos (none by default)."""
+    def _uses_extra_root(self, quote: Quote) -> bool:
+        """Whether the quote's PCK chain ends in the extra root (memoised by chain bytes)."""
+        pem = _pck_pem(quote)
+        if self._extra_key is None or pem is None:
+            return False
+        hit = self._chain_roots.get(pem)
+        if hit is None:
+            try:
+                hit = _spki(x509.load_pem_x509_certificates(pem)[-1]) == self._extra_key
+            except (ValueError, UnsupportedAlgorithm):
+                hit = False  # not our root; the verifier explains what is wrong with the chain
+            self._chain_roots[pem] = hit
+            if len(self._chain_roots) > 1024:
+                self._chain_roots.popitem(last=False)
+        return hit
+
+    def _chain_trusted(self, pem: bytes) -> bool:
+        """Whether a PCK chain is signed up to a trusted root (memoised by chain bytes)."""
+        trusted = self._trusted_chains.get(pem)
+        if trusted is None:
+            trusted = _chain_reaches(pem, self._roots)
+            self._trusted_chains[pem] = trusted
+            if len(self._trusted_chains) > 1024:
+                self._trusted_chains.popitem(last=False)
+        return trusted
 
     def _verify(
         self, quote: Quote, collateral: Collateral, now: datetime, simulated: bool
@@ -145,27 +168,18 @@ class DcapTrust:
 class DcapAppraiser(DcapTrust):
     """Implements :class:`confnode.attestation.Appraiser` with real DCAP verification."""
 
-    def _init_memos(self) -> None:
-        self._chain_roots: OrderedDict[bytes, bool] = OrderedDict()
-        self._trusted_chains: OrderedDict[bytes, bool] = OrderedDict()
+    def __init__(
+        self,
+        collateral_for: CollateralLookup,
+        *,
+        extra_root: bytes | None = None,
+        allow_expired_collateral: bool = False,
+    ) -> None:
+        super().__init__(
+            collateral_for, extra_root=extra_root, allow_expired_collateral=allow_expired_collateral
+        )
         self._hashes: OrderedDict[int, tuple[Collateral, dict[str, str]]] = OrderedDict()
         self._hot: OrderedDict[bytes, tuple[float, Collateral]] = OrderedDict()
-
-    def _uses_extra_root(self, quote: Quote) -> bool:
-        """Whether the quote's PCK chain ends in the extra root (memoised by chain bytes)."""
-        pem = _pck_pem(quote)
-        if self._extra_key is None or pem is None:
-            return False
-        hit = self._chain_roots.get(pem)
-        if hit is None:
-            try:
-                hit = _spki(x509.load_pem_x509_certificates(pem)[-1]) == self._extra_key
-            except (ValueError, UnsupportedAlgorithm):
-                hit = False  # not our root; the verifier explains what is wrong with the chain
-            self._chain_roots[pem] = hit
-            if len(self._chain_roots) > 1024:
-                self._chain_roots.popitem(last=False)
-        return hit
 
     def _collateral_hashes(self, raw: bytes, collateral: Collateral) -> dict[str, str]:
         cached = self._hashes.get(id(collateral))
@@ -202,13 +216,7 @@ class DcapAppraiser(DcapTrust):
         pem = _pck_pem(quote)
         if pem is None:
             return  # no chain to fetch collateral for; the verifier explains
-        trusted = self._trusted_chains.get(pem)
-        if trusted is None:
-            trusted = _chain_reaches(pem, self._roots)
-            self._trusted_chains[pem] = trusted
-            if len(self._trusted_chains) > 1024:
-                self._trusted_chains.popitem(last=False)
-        if not trusted:
+        if not self._chain_trusted(pem):
             raise UntrustedRoot(
                 "the quote's PCK certificate chain is not signed up to Intel's SGX Root CA "
                 "(nor to the configured --trust-root); collateral was not fetched"

@@ -26,15 +26,10 @@ from confnode.attestation._app import DEFAULT_MAX_BODY, AttestationService
 from confnode.attestation._dcap import DcapAppraiser
 from confnode.attestation._keys import KeyStore
 from confnode.attestation._policies import PolicyStore
-from confnode.attestation._tdx import (
-    DcapTdAppraiser,
-    td_policy_store,
-    tdx_collateral_client,
-    tdx_policy_file,
-)
+from confnode.attestation._tdx import DcapTdAppraiser, td_policy_store, tdx_policy_file
 from confnode.collateral import Collateral
-from confnode.errors import InvalidCollateral, InvalidInput
-from confnode.pccs import CollateralClient
+from confnode.errors import InvalidInput
+from confnode.pccs import CollateralClient, offline_collateral_client, tdx_collateral_client
 from confnode.sgx import Quote
 from confnode.tokens import KeyDirectory, ReloadingKeyRing
 
@@ -124,17 +119,8 @@ def collateral_client(settings: Settings) -> CollateralClient:
     """PCCS client; ``--collateral-dir`` is its cache, and offline bundles in it are loaded."""
     if settings.pccs_url is not None:
         return CollateralClient(settings.pccs_url, cache_dir=settings.collateral_dir)
-    client = CollateralClient(None, offline=True)
     assert settings.collateral_dir is not None  # checked in Settings
-    directory = Path(settings.collateral_dir)
-    if not directory.is_dir():
-        raise InvalidInput(f"collateral directory {directory} does not exist")
-    for bundle in sorted(directory.glob("*.json")):
-        try:
-            client.add(Collateral.from_json(bundle.read_bytes()))
-        except (OSError, InvalidCollateral) as error:
-            raise InvalidInput(f"offline collateral bundle {bundle}: {error}") from error
-    return client
+    return offline_collateral_client(Path(settings.collateral_dir), "SGX")
 
 
 def build_service(settings: Settings, now: datetime | None = None) -> AttestationService:

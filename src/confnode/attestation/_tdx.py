@@ -23,22 +23,17 @@ SHA-384(initTimeData) == MRCONFIGID, the convention Confidential Containers use 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from cryptography import x509
-
 from confnode.attestation._claims import AttestRequest, require_binding
-from confnode.attestation._dcap import DcapTrust, _chain_reaches, _spki, collateral_hashes
+from confnode.attestation._dcap import DcapTrust, _pck_pem, collateral_hashes
 from confnode.attestation._policies import PolicyStore
-from confnode.collateral import Collateral
-from confnode.errors import InvalidCollateral, InvalidInput
-from confnode.pccs import CollateralClient, Fetcher, FetchResponse, HttpxFetcher, api_base
 from confnode.policy import ClaimValue
-from confnode.sgx import EcdsaSigDataV4, Quote, parse_quote
+from confnode.sgx import Quote, parse_quote
 from confnode.verify import (
     QuoteFormatUnsupported,
     UntrustedRoot,
@@ -225,9 +220,6 @@ def td_claims(request: AttestRequest, evidence: TdEvidence) -> dict[str, Any]:
     return claims
 
 
-CollateralLookup = Callable[[Quote], Collateral]
-
-
 class DcapTdAppraiser(DcapTrust):
     """Implements :class:`TdAppraiser` with confnode's DCAP verifier (TDX checklist).
 
@@ -235,34 +227,28 @@ class DcapTdAppraiser(DcapTrust):
     the extra root only for quotes whose PCK chain ends in it (then marked ``simulated``).
     """
 
-    def _chain(self, quote: Quote) -> bytes:
-        """The TD quote's PCK chain, refused before any collateral fetch unless it is trusted.
+    def _check_before_fetch(self, quote: Quote) -> None:
+        """Refuse a TD quote whose PCK chain is not trusted before any collateral fetch.
 
         The FMSPC that keys the collateral comes from that chain; an untrusted one would let
         anyone make the service fetch collateral for arbitrary FMSPCs.
         """
-        if not quote.is_tdx or not isinstance(quote.signature_data, EcdsaSigDataV4):
+        if not quote.is_tdx:
             raise QuoteFormatUnsupported(
                 f"TEE type {quote.header.tee_type:#x} (version {quote.header.version}); "
                 "expected a TDX quote on /attest/TdxVm"
             )
-        pem = quote.signature_data.certification.pck_chain_pem
-        if pem is None or not _chain_reaches(pem, self._roots):
+        pem = _pck_pem(quote)
+        if pem is None or not self._chain_trusted(pem):
             raise UntrustedRoot(
                 "the TD quote's PCK certificate chain is not signed up to Intel's SGX Root CA "
                 "(nor to the configured --trust-root); collateral was not fetched"
             )
-        return pem
-
-    def _uses_extra_root(self, pem: bytes) -> bool:
-        return (
-            self._extra_key is not None
-            and _spki(x509.load_pem_x509_certificates(pem)[-1]) == self._extra_key
-        )
 
     async def appraise_td(self, quote: bytes, *, now: datetime) -> TdEvidence:
         parsed = parse_quote(quote)
-        simulated = self._uses_extra_root(self._chain(parsed))
+        self._check_before_fetch(parsed)
+        simulated = self._uses_extra_root(parsed)
         collateral = await asyncio.to_thread(self._collateral_for, parsed)
         verified = self._verify(parsed, collateral, now, simulated)
         if not isinstance(verified, VerifiedTdQuote):  # parse said TDX; the verifier agrees
@@ -277,53 +263,6 @@ class DcapTdAppraiser(DcapTrust):
             fmspc=verified.fmspc,
             collateral_hashes=collateral_hashes(quote, collateral),
         )
-
-
-# -- collateral for `attestation serve` -----------------------------------------------------------
-
-#: Intel's PCS/PCCS serve TDX TCB Info and the TD QE identity here; CRLs stay under ``/sgx``.
-TDX_API_PREFIX = "/tdx/certification/v4"
-_SGX_API_PREFIX = "/sgx/certification/v4"  # where api_base() points the PCCS client
-_TDX_ROUTES = ("/tcb", "/qe/identity")
-
-
-class TdxRoutes:
-    """A :class:`~confnode.pccs.Fetcher` that asks the TDX routes for TCB Info and QE identity.
-
-    Everything else a TDX verification needs (PCK CRL, root CA CRL) comes from the same routes
-    as for SGX, so the caching PCCS client serves TDX collateral unchanged behind this fetcher.
-    """
-
-    def __init__(self, inner: Fetcher, sgx_base: str) -> None:
-        self._inner = inner
-        self._sgx_base = sgx_base
-        self._tdx_base = sgx_base.removesuffix(_SGX_API_PREFIX) + TDX_API_PREFIX
-
-    def get(self, url: str, params: Mapping[str, str]) -> FetchResponse:
-        for route in _TDX_ROUTES:
-            if url == self._sgx_base + route:
-                url = self._tdx_base + route
-        return self._inner.get(url, params)
-
-
-def tdx_collateral_client(pccs_url: str | None, collateral_dir: str | None) -> CollateralClient:
-    """The PCCS client for TD quotes (cache in ``<collateral_dir>/tdx``), or, without a PCCS,
-    an offline client holding the TDX bundles (TCB Info ``id`` TDX) of ``collateral_dir``."""
-    if pccs_url is not None:
-        cache = Path(collateral_dir) / "tdx" if collateral_dir is not None else None
-        fetcher = TdxRoutes(HttpxFetcher(), api_base(pccs_url))
-        return CollateralClient(pccs_url, fetcher=fetcher, cache_dir=cache)
-    if collateral_dir is None:
-        raise InvalidInput("no TDX collateral source", hint="pass --pccs-url or --collateral-dir")
-    client = CollateralClient(None, offline=True)
-    for bundle in sorted(Path(collateral_dir).glob("*.json")):
-        try:
-            collateral = Collateral.from_json(bundle.read_bytes())
-        except (OSError, InvalidCollateral) as error:
-            raise InvalidInput(f"offline collateral bundle {bundle}: {error}") from error
-        if collateral.tcb_info.info.id == "TDX":
-            client.add(collateral)
-    return client
 
 
 def tdx_policy_file(policy_file: str | None) -> Path | None:

@@ -126,10 +126,9 @@ class AttestationClient:
         Tokens about simulated evidence name the issuer ``<base URL>/simulated``; they are
         accepted only with ``allow_simulated``.
         """
-        issuers = (self.base_url, self.base_url + "/simulated") if allow_simulated else ()
-        return validate_token(
-            token, self.jwks(), issuer=issuers or self.base_url, now=now or datetime.now(UTC)
-        )
+        base = self.base_url
+        issuers = (base, base + "/simulated") if allow_simulated else base
+        return validate_token(token, self.jwks(), issuer=issuers, now=now or datetime.now(UTC))
 
     def release(self, name: str, token: str) -> str:
         """POST /keys/{name}/release; returns the JWE wrapping the key to the enclave."""

@@ -356,8 +356,9 @@ class Demo:
         base = vectors_dir()
         real = "no real-hardware vectors"
         if base.is_dir():
-            console.print(_demo_tdx.real_td_quotes(base))
-            real = f"{len(_demo_tdx.tdx_vectors(base))} real TD quotes as documented"
+            table = _demo_tdx.real_td_quotes(base)
+            console.print(table)
+            real = f"{table.row_count} real TD quotes as documented"
         outcome = _demo_tdx.attest_simulated_td(
             self.context["sim_state"],
             self.context["attestation_url"],

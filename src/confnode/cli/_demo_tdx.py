@@ -9,7 +9,6 @@ TD's MRTD is then released to the key the TD bound in its report data.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import ssl
@@ -21,8 +20,9 @@ import httpx
 from joserfc.jwk import ECKey
 from rich.table import Table
 
+from confnode.attestation._claims import b64url, b64url_decode
 from confnode.attestation.client import runtime_data_for_key
-from confnode.cli._vectors import VectorSet, utc
+from confnode.cli._vectors import VectorSet, dcapqvl_tdx, utc
 from confnode.errors import ConfnodeError
 from confnode.sim import SimPlatform
 from confnode.sim.tdx import SimTdxPlatform
@@ -42,15 +42,7 @@ def tdx_vectors(base: Path) -> tuple[VectorSet, ...]:
     """
     sample = base / "Phala-Network_dcap-qvl" / "sample"
     return (
-        VectorSet(
-            "Phala dcap-qvl tdx_quote (v4, TD 1.0)",
-            (sample / "tdx_quote").read_bytes(),
-            (sample / "tdx_quote_collateral.json").read_text(),
-            (utc("2025-06-19T10:32:27Z"), utc("2025-07-19T10:00:35Z")),
-            "UpToDate",
-            (),
-            needs_crl_skip=False,
-        ),
+        dcapqvl_tdx(base),
         VectorSet(
             "Phala dcap-qvl tdx_quote_outdated (v5, TD 1.5)",
             (sample / "tdx_quote_outdated").read_bytes(),
@@ -120,8 +112,8 @@ def attest_simulated_td(state: Path, url: str, tls: ssl.SSLContext, keys: Path) 
     }
     (keys / "td-key.policy.json").write_text(json.dumps(release))
     body = {
-        "quote": _b64url(tdx.quote(report)),
-        "runtimeData": {"data": _b64url(runtime), "dataType": "JSON"},
+        "quote": b64url(tdx.quote(report)),
+        "runtimeData": {"data": b64url(runtime), "dataType": "JSON"},
     }
     with httpx.Client(base_url=url, verify=tls, timeout=10, trust_env=False) as client:
         attested = client.post("/attest/TdxVm?api-version=2025-06-01", json=body)
@@ -134,11 +126,11 @@ def attest_simulated_td(state: Path, url: str, tls: ssl.SSLContext, keys: Path) 
     if released.status_code != 200:
         raise TdxMismatch(f"key release answered {released.status_code}: {released.text[:300]}")
     key = json.loads(unwrap(released.json()["value"], td_key))
-    claims = json.loads(_b64url_decode(token.split(".")[1]))
+    claims = json.loads(b64url_decode(token.split(".")[1], "token payload"))
     return TdOutcome(
         claims=claims,
         status=str(claims["attester_tcb_status"]),
-        key_released=_b64url_decode(key["k"]) == secret,
+        key_released=b64url_decode(key["k"], "released key") == secret,
     )
 
 
@@ -160,11 +152,3 @@ def td_claims_table(claims: dict[str, Any]) -> Table:
         value = claims.get(name)
         table.add_row(name, value if isinstance(value, str) else json.dumps(value))
     return table
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

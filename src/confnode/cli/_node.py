@@ -8,7 +8,7 @@ import logging
 import signal
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich import box
@@ -28,6 +28,9 @@ from confnode.platform import (
     socket_peer,
     write_nfd_features,
 )
+
+if TYPE_CHECKING:
+    from confnode.deviceplugin import ApiServerNodeStatusPatcher
 
 _STATUS_STYLE = {Status.OK: "green", Status.WARN: "yellow", Status.FAIL: "bold red"}
 
@@ -330,7 +333,6 @@ def device_plugin(
     from confnode.deviceplugin import (
         AgentConfig,
         AlwaysPresent,
-        ApiServerNodeStatusPatcher,
         DevicePluginAgent,
         DriverProbe,
         EpcMode,
@@ -380,13 +382,7 @@ def device_plugin(
             f"device-plugin directory {device_plugin_dir} does not exist",
             hint="mount /var/lib/kubelet/device-plugins (hostPath) or pass --device-plugin-dir",
         )
-    patcher = None
-    if plan.capacity or label_node:
-        patcher = (
-            ApiServerNodeStatusPatcher.from_environment()
-            if kubeconfig is None
-            else ApiServerNodeStatusPatcher.from_kubeconfig(kubeconfig)
-        )
+    patcher = _api_server_patcher(kubeconfig) if plan.capacity or label_node else None
     metrics = NodeAgentMetrics()
     pod_resources = GrpcPodResourcesClient(pod_resources_socket) if metrics_port else None
     agent = DevicePluginAgent(
@@ -410,20 +406,23 @@ def device_plugin(
     asyncio.run(_run_agent(agent))
 
 
-def _remove_node_status(node_name: str | None, kubeconfig: Path | None, resource: str) -> None:
-    """Undo what the agent wrote to its Node: EPC capacity and every managed label."""
+def _api_server_patcher(kubeconfig: Path | None) -> ApiServerNodeStatusPatcher:
+    """The patcher for ``--kubeconfig``, or the in-cluster service account without it."""
     from confnode.deviceplugin import ApiServerNodeStatusPatcher
 
+    if kubeconfig is None:
+        return ApiServerNodeStatusPatcher.from_environment()
+    return ApiServerNodeStatusPatcher.from_kubeconfig(kubeconfig)
+
+
+def _remove_node_status(node_name: str | None, kubeconfig: Path | None, resource: str) -> None:
+    """Undo what the agent wrote to its Node: EPC capacity and every managed label."""
     if not node_name:
         raise InfrastructureError(
             "--remove-node-status needs the node's name",
             hint="set --node-name (env NODE_NAME)",
         )
-    patcher = (
-        ApiServerNodeStatusPatcher.from_environment()
-        if kubeconfig is None
-        else ApiServerNodeStatusPatcher.from_kubeconfig(kubeconfig)
-    )
+    patcher = _api_server_patcher(kubeconfig)
 
     async def remove() -> None:
         try:

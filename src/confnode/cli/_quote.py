@@ -349,15 +349,14 @@ def _error_step(error: ConfnodeError) -> str:
     return "input" if isinstance(error, InvalidInput) else "io"
 
 
-def _identity_rows(result: VerificationResult) -> list[tuple[str, str]]:
-    """What the quote vouches for: the SGX enclave, or the TD and its TDX module."""
+def _identity_rows(
+    result: VerificationResult,
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(TDX-only TCB rows, what the quote vouches for): the SGX enclave, or the TD and its TDX
+    module."""
     if isinstance(result, VerifiedQuote):
         enclave = result.enclave
-        return [
-            ("QE TCB", result.qe_status.value),
-            ("Advisories", ", ".join(result.advisory_ids) or "none"),
-            ("TCB date", result.tcb_date.strftime("%Y-%m-%d")),
-            ("FMSPC / PCE-ID", f"{result.fmspc} / {result.pce_id}"),
+        return [], [
             ("MRENCLAVE", enclave.mr_enclave.hex()),
             ("MRSIGNER", enclave.mr_signer.hex()),
             ("ISV prod id / SVN", f"{enclave.isv_prod_id} / {enclave.isv_svn}"),
@@ -369,17 +368,15 @@ def _identity_rows(result: VerificationResult) -> list[tuple[str, str]]:
         ]
     td, module = result.td, result.tdx_module
     module_status = "no module TCB levels" if module.status is None else module.status.value
-    rows = [
+    tcb = [
         ("TDX TCB", result.tdx_status.value),
         (
             "TDX module",
             f"{module.identity_id or 'tdxModule'} (version {module.version}, SVN "
             f"{module.isv_svn}): {module_status}",
         ),
-        ("QE TCB", result.qe_status.value),
-        ("Advisories", ", ".join(result.advisory_ids) or "none"),
-        ("TCB date", result.tcb_date.strftime("%Y-%m-%d")),
-        ("FMSPC / PCE-ID", f"{result.fmspc} / {result.pce_id}"),
+    ]
+    identity = [
         ("MRTD", td.mr_td.hex()),
         ("RTMR0", td.rtmr0.hex()),
         ("RTMR1", td.rtmr1.hex()),
@@ -391,8 +388,8 @@ def _identity_rows(result: VerificationResult) -> list[tuple[str, str]]:
         ("Debug", "[bold red]yes: debuggable TD, not for production[/]" if td.debug else "no"),
     ]
     if td.mr_servicetd is not None:
-        rows.append(("MRSERVICETD", td.mr_servicetd.hex()))
-    return rows
+        identity.append(("MRSERVICETD", td.mr_servicetd.hex()))
+    return tcb, identity
 
 
 def _verdict_table(result: VerificationResult) -> Table:
@@ -402,10 +399,16 @@ def _verdict_table(result: VerificationResult) -> Table:
         if result.trusted_root_is_intel
         else f"[bold yellow]not Intel[/]: key SHA-256 {result.root_key_sha256[:16]}…"
     )
+    tcb, identity = _identity_rows(result)
     rows: list[tuple[str, str]] = [
         ("Status", f"[{style}]{result.status.value}[/]"),
         ("Platform TCB", result.platform_status.value),
-        *_identity_rows(result),
+        *tcb,
+        ("QE TCB", result.qe_status.value),
+        ("Advisories", ", ".join(result.advisory_ids) or "none"),
+        ("TCB date", result.tcb_date.strftime("%Y-%m-%d")),
+        ("FMSPC / PCE-ID", f"{result.fmspc} / {result.pce_id}"),
+        *identity,
         ("Report data", result.report_data.hex()),
         (
             "Collateral",

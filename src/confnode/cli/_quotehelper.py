@@ -58,6 +58,8 @@ from confnode.verify import VerificationResult, verify_quote
 
 _T = TypeVar("_T")
 
+log = logging.getLogger("confnode.quotehelper")
+
 
 def _octal_mode(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
     try:
@@ -157,7 +159,7 @@ def quote_helper(
     roots = HostRoots(dev=dev_root, proc=proc_root)
     problems = _device_problems(roots, process_identity(roots)) if backend == "dcap" else []
     for problem in problems:
-        logging.getLogger("confnode.quotehelper").warning(
+        log.warning(
             "%s: DCAP quotes will fail; %s",
             problem.describe("the quote helper"),
             access_fix(problem.device),
@@ -166,7 +168,7 @@ def quote_helper(
     if backend == "sim" and state_dir is None:
         # No default seed (it would let anyone forge quotes): the platform is random and lives
         # only in this process, so no verifier, PCCS or probe can ever have its root.
-        logging.getLogger("confnode.quotehelper").warning(
+        log.warning(
             "no --state: serving an ephemeral simulated platform with a random seed; its root "
             "and collateral are saved nowhere, so its quotes verify nowhere (wire tests only)"
         )

@@ -349,8 +349,7 @@ def collateral_fetch(quote_file: Path, pccs_url: str, out: Path, cache: Path | N
     For a TD quote, TCB Info and the QE identity come from the TDX routes
     (/tdx/certification/v4), cached in CACHE/tdx.
     """
-    from confnode.attestation._tdx import tdx_collateral_client
-    from confnode.pccs import CollateralClient
+    from confnode.pccs import CollateralClient, tdx_collateral_client
     from confnode.sgx import parse_quote
 
     quote = parse_quote(quote_file.read_bytes())

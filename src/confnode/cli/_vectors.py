@@ -72,7 +72,7 @@ def dcapqvl_tdx(base: Path) -> VectorSet:
     """The TDX v4 (TD 1.0) sample: a real TD quote with 70 trailing zero bytes."""
     sample = base / "Phala-Network_dcap-qvl" / "sample"
     return VectorSet(
-        "Phala dcap-qvl tdx_quote (TDX v4)",
+        "Phala dcap-qvl tdx_quote (v4, TD 1.0)",
         (sample / "tdx_quote").read_bytes(),
         (sample / "tdx_quote_collateral.json").read_text(),
         (utc("2025-06-19T10:32:27Z"), utc("2025-07-19T10:00:35Z")),
@@ -83,14 +83,18 @@ def dcapqvl_tdx(base: Path) -> VectorSet:
 
 
 def oasis_collateral(
-    base: Path, chain_file: str = "tcb_info_v3_fmspc_00606A000000_certs.pem"
+    base: Path,
+    chain_file: str = "tcb_info_v3_fmspc_00606A000000_certs.pem",
+    *,
+    tcb_info: str = "tcb_info_v3_fmspc_00606A000000.json",
+    qe_identity: str = "qe_identity_v2.json",
 ) -> str:
     """Raw PCS v4 bodies plus the issuer-chain header value; the set has no CRLs."""
     chain = (base / chain_file).read_text()
     return Collateral.from_pcs_responses(
-        tcb_info_body=(base / "tcb_info_v3_fmspc_00606A000000.json").read_bytes(),
+        tcb_info_body=(base / tcb_info).read_bytes(),
         tcb_info_issuer_chain=chain,
-        qe_identity_body=(base / "qe_identity_v2.json").read_bytes(),
+        qe_identity_body=(base / qe_identity).read_bytes(),
         qe_identity_issuer_chain=chain,
     ).to_json()
 

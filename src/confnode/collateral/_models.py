@@ -208,6 +208,13 @@ class _Reader:
     def has(self, key: str) -> bool:
         return key in self._obj
 
+    def tdx_only(self, key: str) -> InvalidCollateral:
+        """``key`` is present in SGX TCB Info, which must not carry TDX members."""
+        return InvalidCollateral(
+            f"{self._what}: {self._where(key)}: a TDX-only member in SGX TCB Info (expected id "
+            "'TDX')"
+        )
+
     def raw(self, key: str, expected: str) -> Any:
         if key not in self._obj:
             raise InvalidCollateral(
@@ -333,8 +340,11 @@ def _tcb_level(level: _Reader, version: int, tee: str) -> TcbLevel:
     else:
         sgx = _svn_list(tcb, "sgxtcbcomponents")
     tdx: tuple[int, ...] | None = None
-    if tee == "TDX" or tcb.has("tdxtcbcomponents"):
+    if tee == "TDX":
         tdx = _svn_list(tcb, "tdxtcbcomponents")
+    elif tcb.has("tdxtcbcomponents"):
+        # Else TDX component SVNs would reach SGX level ordering and matching.
+        raise tcb.tdx_only("tdxtcbcomponents")
     return TcbLevel(
         sgx_components=sgx,
         pcesvn=tcb.get_int("pcesvn", 0, 0xFFFF),
@@ -374,10 +384,12 @@ def _fast_tcb_level(value: Any, tee: str) -> TcbLevel | None:
     if sgx is None:
         return None
     tdx = None
-    if tee == "TDX" or "tdxtcbcomponents" in tcb:
+    if tee == "TDX":
         tdx = _fast_svns(tcb, "tdxtcbcomponents")
         if tdx is None:
             return None
+    elif "tdxtcbcomponents" in tcb:
+        return None
     pcesvn = tcb.get("pcesvn")
     date = value.get("tcbDate")
     tcb_date = _parse_datetime(date) if type(date) is str else None
@@ -450,9 +462,7 @@ def parse_tcb_info(obj: Any) -> TcbInfo:
         # let TDX component SVNs reach SGX level ordering or matching.
         for member in ("tdxModule", "tdxModuleIdentities"):
             if doc.has(member):
-                raise InvalidCollateral(
-                    f"{what}: {member}: a TDX-only member in SGX TCB Info (expected id 'TDX')"
-                )
+                raise doc.tdx_only(member)
     elif not doc.has("tdxModule"):
         raise InvalidCollateral(f"{what}: tdxModule: missing (expected in TDX TCB Info)")
     tdx_module = None
@@ -474,11 +484,6 @@ def parse_tcb_info(obj: Any) -> TcbInfo:
     )
     seen: set[tuple[object, ...]] = set()
     for i, level in enumerate(levels):
-        if tee == "SGX" and level.tdx_components is not None:
-            raise InvalidCollateral(
-                f"{what}: tcbLevels[{i}].tcb.tdxtcbcomponents: a TDX-only member in SGX TCB Info "
-                "(expected id 'TDX')"
-            )
         key = (level.sgx_components, level.pcesvn, level.tdx_components)
         if key in seen:
             raise InvalidCollateral(

@@ -82,9 +82,10 @@ def _overrun(stop: int, end: int) -> InvalidInput:
     )
 
 
-def _field(data: bytes, pos: int, end: int) -> tuple[int, int, int, int]:
-    """One field at ``pos``: ``(tag, value_start, value_end, next_pos)``; for a length-delimited
-    field the value is ``data[value_start:value_end]``, for the others it is skipped."""
+def _field(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
+    """One field at ``pos``: ``(tag, value_start, value_end)``; the next field starts at
+    ``value_end``. For a length-delimited field the value is ``data[value_start:value_end]``,
+    for the others it is skipped."""
     tag = data[pos]
     if tag < 0x80:
         pos += 1
@@ -110,7 +111,7 @@ def _field(data: bytes, pos: int, end: int) -> tuple[int, int, int, int]:
         raise InvalidInput(f"PodResources List response: wire type {wire} at byte {pos}")
     if stop > end:
         raise _overrun(stop, end)
-    return tag, pos, stop, stop
+    return tag, pos, stop
 
 
 def _text(data: bytes, start: int, stop: int) -> str:
@@ -131,9 +132,9 @@ def _container(
             tag, start, stop = _TAG_DEVICES, pos + 2, pos + 2 + data[pos + 1]
             if stop > end:
                 raise _overrun(stop, end)
-            pos = stop
         else:
-            tag, start, stop, pos = _field(data, pos, end)
+            tag, start, stop = _field(data, pos, end)
+        pos = stop
         if tag == _TAG_NAME:
             name = _text(data, start, stop)
         elif tag == _TAG_DEVICES:
@@ -145,16 +146,16 @@ def _container(
             inner = start
             while inner < stop:
                 tag = data[inner]
-                if (tag == _TAG_DEVICE_ID or tag == _TAG_NAME) and inner + 1 < stop:
-                    length = data[inner + 1]
-                    if length < 0x80:
-                        value, inner = inner + 2, inner + 2 + length
-                        if inner > stop:
-                            raise _overrun(inner, stop)
-                    else:
-                        tag, value, inner, inner = _field(data, inner, stop)
+                if (
+                    (tag == _TAG_DEVICE_ID or tag == _TAG_NAME)
+                    and inner + 1 < stop
+                    and data[inner + 1] < 0x80
+                ):
+                    value, inner = inner + 2, inner + 2 + data[inner + 1]
+                    if inner > stop:
+                        raise _overrun(inner, stop)
                 else:
-                    tag, value, _, inner = _field(data, inner, stop)
+                    tag, value, inner = _field(data, inner, stop)
                 if tag == _TAG_DEVICE_ID:
                     ids += 1
                 elif tag == _TAG_NAME:
@@ -180,20 +181,21 @@ def epc_allocations(data: bytes, unit_bytes: Mapping[str, int]) -> list[EpcAlloc
     totals: dict[tuple[str, str, str, str], int] = {}
     pos, end = 0, len(data)
     while pos < end:
-        tag, start, stop, pos = _field(data, pos, end)
+        tag, start, stop = _field(data, pos, end)
+        pos = stop
         if tag != _TAG_POD:
             continue
         pod = namespace = ""
         containers: list[tuple[str, dict[str, int]]] = []
         inner = start
         while inner < stop:  # fields may come in any order: names are known at the end
-            tag, value, value_end, inner = _field(data, inner, stop)
+            tag, value, inner = _field(data, inner, stop)
             if tag == _TAG_NAME:
-                pod = _text(data, value, value_end)
+                pod = _text(data, value, inner)
             elif tag == _TAG_NAMESPACE:
-                namespace = _text(data, value, value_end)
+                namespace = _text(data, value, inner)
             elif tag == _TAG_CONTAINER:
-                containers.append(_container(data, value, value_end, units))
+                containers.append(_container(data, value, inner, units))
         for container, by_resource in containers:
             for resource, size in by_resource.items():
                 key = (namespace, pod, container, resource)

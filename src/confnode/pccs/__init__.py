@@ -7,8 +7,11 @@ from confnode.pccs.client import (
     Fetcher,
     FetchResponse,
     HttpxFetcher,
+    TdxRoutes,
     api_base,
+    offline_collateral_client,
     quote_collateral_key,
+    tdx_collateral_client,
 )
 
 __all__ = [
@@ -16,6 +19,9 @@ __all__ = [
     "FetchResponse",
     "Fetcher",
     "HttpxFetcher",
+    "TdxRoutes",
     "api_base",
+    "offline_collateral_client",
     "quote_collateral_key",
+    "tdx_collateral_client",
 ]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from urllib.parse import quote, unquote
 
 API_PREFIX = "/sgx/certification/v4"
+#: Intel PCS/PCCS serve TDX TCB Info and the TD QE identity here; CRLs stay under API_PREFIX.
+TDX_API_PREFIX = "/tdx/certification/v4"
 
 PCK_CRL_ISSUER_CHAIN = "SGX-PCK-CRL-Issuer-Chain"
 TCB_INFO_ISSUER_CHAIN = "TCB-Info-Issuer-Chain"

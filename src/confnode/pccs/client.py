@@ -34,6 +34,7 @@ from confnode.pccs._wire import (
     PCK_CRL_ISSUER_CHAIN,
     TCB_INFO_ISSUER_CHAIN,
     TCB_INFO_ISSUER_CHAIN_V3,
+    TDX_API_PREFIX,
     decode_chain,
 )
 from confnode.sgx import Quote, parse_pck_extension, parse_quote
@@ -335,3 +336,54 @@ def _header(response: FetchResponse, name: str, route: str) -> str:
     if not value:
         raise CollateralFetchError(f"/{route} response lacks the {name} header")
     return decode_chain(value)
+
+
+_TDX_ROUTES = ("/tcb", "/qe/identity")
+
+
+class TdxRoutes:
+    """A :class:`Fetcher` that asks the TDX routes for TCB Info and QE identity.
+
+    Everything else a TDX verification needs (PCK CRL, root CA CRL) comes from the same routes
+    as for SGX, so this client serves TDX collateral unchanged behind this fetcher.
+    """
+
+    def __init__(self, inner: Fetcher, sgx_base: str) -> None:
+        self._inner = inner
+        self._sgx_base = sgx_base
+        self._tdx_base = sgx_base.removesuffix(API_PREFIX) + TDX_API_PREFIX
+
+    def get(self, url: str, params: Mapping[str, str]) -> FetchResponse:
+        for route in _TDX_ROUTES:
+            if url == self._sgx_base + route:
+                url = self._tdx_base + route
+        return self._inner.get(url, params)
+
+
+def tdx_collateral_client(pccs_url: str | None, collateral_dir: str | None) -> CollateralClient:
+    """The PCCS client for TD quotes (cache in ``<collateral_dir>/tdx``), or, without a PCCS,
+    an offline client holding the TDX bundles (TCB Info ``id`` TDX) of ``collateral_dir``."""
+    if pccs_url is not None:
+        cache = Path(collateral_dir) / "tdx" if collateral_dir is not None else None
+        fetcher = TdxRoutes(HttpxFetcher(), api_base(pccs_url))
+        return CollateralClient(pccs_url, fetcher=fetcher, cache_dir=cache)
+    if collateral_dir is None:
+        raise InvalidInput("no TDX collateral source", hint="pass --pccs-url or --collateral-dir")
+    return offline_collateral_client(Path(collateral_dir), "TDX")
+
+
+def offline_collateral_client(directory: Path, tcb_id: str) -> CollateralClient:
+    """An offline client holding the bundles (``*.json``) of ``directory`` whose TCB Info ``id``
+    is ``tcb_id`` (``SGX`` or ``TDX``). Both kinds share the directory, and may share an FMSPC
+    (SGX and TDX on one platform have one PCK certificate), so each client takes its own only."""
+    if not directory.is_dir():
+        raise InvalidInput(f"collateral directory {directory} does not exist")
+    client = CollateralClient(None, offline=True)
+    for bundle in sorted(directory.glob("*.json")):
+        try:
+            collateral = Collateral.from_json(bundle.read_bytes())
+        except (OSError, InvalidCollateral) as error:
+            raise InvalidInput(f"offline collateral bundle {bundle}: {error}") from error
+        if collateral.tcb_info.info.id == tcb_id:
+            client.add(collateral)
+    return client

@@ -31,6 +31,7 @@ from confnode.pccs._wire import (
     PCK_CRL_ISSUER_CHAIN,
     TCB_INFO_ISSUER_CHAIN,
     TCBM,
+    TDX_API_PREFIX,
     encode_chain,
 )
 from confnode.sim import SimPcsResponses, SimPlatform
@@ -41,8 +42,6 @@ _HEX = re.compile(r"[0-9a-fA-F]+")
 
 Clock = Callable[[], datetime]
 Endpoint = Callable[[Request], Awaitable[Response]]
-#: Intel PCS/PCCS serve TDX TCB Info and the TD QE identity under their own prefix.
-TDX_API_PREFIX = "/tdx/certification/v4"
 
 
 def _error(status: int, code: str, message: str) -> Response:

@@ -211,15 +211,14 @@ def _midnight(when: datetime) -> datetime:
 class SimCollateralSource:
     """Collateral as a simulated PCS serves it, re-issued daily (SGX and TDX platforms alike).
 
-    A subclass sets ``_responses`` (the responses for an issue date and next update) and says
-    which PCK CA's CRL its bundle carries and how long collateral stays valid.
+    A subclass sets, in its constructor, ``_responses`` (the responses for an issue date and
+    next update), ``_bundle_ca`` (the PCK CA whose CRL its bundle carries) and
+    ``_validity_days`` (how long collateral stays valid).
     """
 
     _responses: Callable[[datetime, datetime], SimPcsResponses]
-
-    def _collateral_terms(self) -> tuple[CaType, int]:
-        """(the CA whose PCK CRL the collateral bundle carries, collateral validity in days)."""
-        raise NotImplementedError
+    _bundle_ca: CaType
+    _validity_days: int
 
     def pcs_responses(
         self,
@@ -234,11 +233,10 @@ class SimCollateralSource:
         ``next_update`` to ``collateral_validity_days`` later (Intel: about 30 days), so the
         same ``at`` always gives byte-identical collateral.
         """
-        _, validity_days = self._collateral_terms()
         when = datetime.now(UTC) if at is None else at
         issued = _midnight(when) if issue_date is None else issue_date.astimezone(UTC)
         expires = (
-            issued + timedelta(days=validity_days)
+            issued + timedelta(days=self._validity_days)
             if next_update is None
             else next_update.astimezone(UTC)
         )
@@ -254,12 +252,11 @@ class SimCollateralSource:
         next_update: datetime | None = None,
     ) -> str:
         """The collateral bundle for this platform's quotes (dcap-qvl QuoteCollateralV3 JSON)."""
-        ca, _ = self._collateral_terms()
         r = self.pcs_responses(at, issue_date=issue_date, next_update=next_update)
         bundle = {
-            "pck_crl_issuer_chain": r.pck_crl_issuer_chains[ca],
+            "pck_crl_issuer_chain": r.pck_crl_issuer_chains[self._bundle_ca],
             "root_ca_crl": r.root_ca_crl.hex(),
-            "pck_crl": r.pck_crls[ca].hex(),
+            "pck_crl": r.pck_crls[self._bundle_ca].hex(),
             "tcb_info_issuer_chain": r.tcb_info_issuer_chain,
             "tcb_info": r.tcb_info_body,
             "tcb_info_signature": r.tcb_info_signature.hex(),
@@ -437,6 +434,8 @@ class SimPlatform(SimCollateralSource):
             qe_id=expand(seed, "qe-id", 16),
         )
         self._responses = lru_cache(maxsize=8)(self._make_responses)
+        self._bundle_ca = config.ca
+        self._validity_days = config.collateral_validity_days
 
     @staticmethod
     def _sgx_extension(config: SimConfig) -> bytes:
@@ -606,9 +605,6 @@ class SimPlatform(SimCollateralSource):
         return self._qe.quote(report)[0]
 
     # -- collateral -----------------------------------------------------------------------------
-
-    def _collateral_terms(self) -> tuple[CaType, int]:
-        return self._config.ca, self._config.collateral_validity_days
 
     def _make_responses(self, issued: datetime, expires: datetime) -> SimPcsResponses:
         cfg = self._config

@@ -47,7 +47,6 @@ from confnode.sgx import (
 )
 from confnode.sim._derive import expand, private_key
 from confnode.sim.enclave import SimEnclaveIdentity
-from confnode.sim.pki import CaType
 from confnode.sim.platform import (
     SIM_QE_ATTRIBUTES,
     SimCollateralSource,
@@ -358,6 +357,9 @@ class SimTdxPlatform(SimCollateralSource):
         }
         self._sig_tail = EcdsaSigDataV4(bytes(64), attest_pub, certification).to_bytes()[64:]
         self._responses = lru_cache(maxsize=8)(self._make_responses)
+        # TDX hosts are Platform-CA parts; collateral is re-issued on the SGX platform's terms.
+        self._bundle_ca = "platform"
+        self._validity_days = platform.config.collateral_validity_days
 
     # -- identity -------------------------------------------------------------------------------
 
@@ -468,10 +470,6 @@ class SimTdxPlatform(SimCollateralSource):
         return signed + struct.pack("<I", len(sig_data)) + sig_data
 
     # -- collateral -----------------------------------------------------------------------------
-
-    def _collateral_terms(self) -> tuple[CaType, int]:
-        # TDX hosts are Platform-CA parts; collateral is re-issued on the SGX platform's terms.
-        return "platform", self._platform.config.collateral_validity_days
 
     def _make_responses(self, issued: datetime, expires: datetime) -> SimPcsResponses:
         cfg = self._platform.config
